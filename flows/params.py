@@ -1,0 +1,59 @@
+"""The typed parameters the flows share; Prefect renders them as a form in its UI."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_ENTRYPOINT = "tasks.models:linear_model"  # kept equal to tasks.models.DEFAULT_ENTRYPOINT (tested)
+
+
+class TrainingParams(BaseModel):
+    """How the model is trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entrypoint: str = Field(
+        default=DEFAULT_ENTRYPOINT,
+        description="package.module:function that builds and trains the model (see README, 'Bring your own model').",
+    )
+    epochs: int = Field(default=200, ge=0, le=1_000_000, description="Training epochs (0 builds without training).")
+    learning_rate: float = Field(default=0.05, gt=0, le=10, description="Learning rate of the optimizer.")
+    seed: int = Field(default=0, ge=0, description="Seed for the synthetic data and initialisation: same seed, same model.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra options handed to the entrypoint.")
+
+
+class SignatureParams(BaseModel):
+    """Names in the SavedModel's serving_default signature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_key: str = Field(default="inputs", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Signature input key.")
+    output_key: str = Field(default="outputs", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Signature output key.")
+
+
+class ValidationParams(BaseModel):
+    """What the three formats are compared on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference_inputs: list[Any] = Field(
+        default_factory=lambda: [2.0, 4.0, 6.0],
+        min_length=1,
+        description="Instances run through the checkpoint, the frozen graph and the SavedModel.",
+    )
+    tolerance: float = Field(default=1e-5, ge=0, description="Largest absolute difference allowed between formats.")
+
+
+ModelName = Annotated[
+    str,
+    Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="Name of the model at the destination: DEST/MODEL/VERSION."),
+]
+DestinationURI = Annotated[str, Field(min_length=1, description="A local folder or gs://bucket/prefix.")]
+CheckpointFormat = Literal["tf1", "tf2"]
+
+
+def parameters_record(**values: Any) -> dict[str, Any]:
+    """The parameters as plain JSON, for the manifest."""
+    return {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v) for k, v in values.items()}

@@ -1,0 +1,208 @@
+"""Stage 3, freeze: turn a checkpoint into one self-sufficient GraphDef ``.pb``.
+
+Variables become constants, devices are cleared and only what the output nodes need is kept. TF1
+Saver checkpoints are frozen from their ``.meta`` graph; TF2 object-based checkpoints are restored
+into the model their entrypoint builds and frozen with ``convert_variables_to_constants_v2``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from prefect import task
+
+from tasks import workspace
+from tasks.caching import stage_policy, stage_token
+from tasks.checkpoint import check_output_nodes, input_candidates, output_candidates, restore_trackable
+from tasks.errors import CheckpointError, GraphTooLargeError, ParameterError
+from tasks.records import Artifact, Checkpoint, FrozenGraph
+
+STAGE_MODULES = ("tasks.freeze", "tasks.checkpoint", "tasks.models", "tasks.records")
+FILENAME = "frozen_graph.pb"
+PROTOBUF_LIMIT = 2**31 - 1  # a serialized protobuf message may not exceed 2 GiB
+
+
+def read_meta_graph(checkpoint: Checkpoint) -> Any:
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    path = checkpoint.artifact.path(checkpoint.prefix + ".meta")
+    meta = meta_graph_pb2.MetaGraphDef()
+    try:
+        meta.ParseFromString(path.read_bytes())
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a MetaGraphDef ({exc}); is the file truncated?") from exc
+    return meta
+
+
+def default_output_nodes(checkpoint: Checkpoint, graph_def: Any) -> list[str]:
+    if checkpoint.interface is not None:
+        return [checkpoint.interface.output.name]
+    likely = output_candidates(graph_def)
+    raise ParameterError(
+        f"checkpoint {checkpoint.prefix_path}: name the output node (--output-node); likely: {', '.join(likely) or 'none'}"
+    )
+
+
+def estimated_frozen_size(graph_def: Any, prefix: Path, output_nodes: Sequence[str]) -> int:
+    """Bytes of the frozen graph: the kept graph plus every variable it reads, as constants."""
+    import tensorflow as tf
+
+    kept = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [n.split(":")[0] for n in output_nodes])
+    reader = tf.train.load_checkpoint(str(prefix))
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    total = kept.ByteSize()
+    for node in kept.node:
+        if node.op in ("VariableV2", "VarHandleOp", "Variable") and node.name in shapes:
+            count = 1
+            for dim in shapes[node.name]:
+                count *= dim
+            total += count * max(dtypes[node.name].size, 1)
+    return total
+
+
+def _clear_devices(graph_def: Any) -> None:
+    for node in graph_def.node:
+        node.device = ""
+    for function in graph_def.library.function:
+        for node in function.node_def:
+            node.device = ""
+
+
+def _single_input(graph_def: Any, checkpoint: Checkpoint) -> str:
+    if checkpoint.interface is not None:
+        return checkpoint.interface.input.name
+    placeholders = input_candidates(graph_def)
+    if len(placeholders) != 1:
+        raise ParameterError(
+            f"the frozen graph of {checkpoint.prefix_path} has {len(placeholders)} inputs "
+            f"({', '.join(placeholders)}); freezeflow serves models with exactly one input"
+        )
+    return placeholders[0]
+
+
+def _freeze_tf1(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: int) -> tuple[Any, str]:
+    import tensorflow as tf
+
+    meta = read_meta_graph(checkpoint)
+    check_output_nodes(meta.graph_def, output_nodes, str(checkpoint.prefix_path) + ".meta")
+    size = estimated_frozen_size(meta.graph_def, checkpoint.prefix_path, output_nodes)
+    if size > max_bytes:
+        raise GraphTooLargeError(
+            f"the frozen graph of {checkpoint.prefix_path} would be {size / 2**30:.2f} GiB, past protobuf's "
+            f"2 GiB limit ({max_bytes} bytes); a GraphDef that large cannot be read back. Publish the SavedModel "
+            "instead (it keeps variables in separate files)"
+        )
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+        try:
+            saver.restore(session, str(checkpoint.prefix_path))
+        except (tf.errors.OpError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.prefix_path}: cannot read its variables "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); is a data file truncated or from another model?"
+            ) from exc
+        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
+            session, graph.as_graph_def(), [n.split(":")[0] for n in output_nodes]
+        )
+    _clear_devices(frozen)
+    return frozen, _single_input(frozen, checkpoint)
+
+
+def _freeze_tf2(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: int) -> tuple[Any, str, str]:
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from tasks.models import serving_function
+
+    assert checkpoint.entrypoint
+    data_bytes = sum(f.size for f in checkpoint.artifact.files if ".data-" in f.path)
+    if data_bytes > max_bytes:
+        raise GraphTooLargeError(
+            f"the frozen graph of {checkpoint.prefix_path} would hold {data_bytes / 2**30:.2f} GiB of constants, "
+            "past protobuf's 2 GiB limit; publish the SavedModel instead (it keeps variables in separate files)"
+        )
+    model = restore_trackable(checkpoint.entrypoint, checkpoint.prefix_path)
+    frozen_fn = convert_variables_to_constants_v2(serving_function(model, checkpoint.entrypoint).get_concrete_function())
+    graph_def = frozen_fn.graph.as_graph_def()
+    output = frozen_fn.outputs[0].name
+    if output_nodes:
+        check_output_nodes(graph_def, output_nodes, f"the model {checkpoint.entrypoint!r} builds")
+        graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [n.split(":")[0] for n in output_nodes])
+        output = output_nodes[0] if ":" in output_nodes[0] else output_nodes[0] + ":0"
+    _clear_devices(graph_def)
+    return graph_def, frozen_fn.inputs[0].name.split(":")[0], output
+
+
+def freeze_checkpoint(
+    checkpoint: Checkpoint, output_nodes: Optional[Sequence[str]] = None, *, max_bytes: int = PROTOBUF_LIMIT
+) -> FrozenGraph:
+    """Freeze ``checkpoint`` into ``frozen_graph.pb`` in the workspace and return its record."""
+    checkpoint.artifact.verify()
+    nodes = list(output_nodes or [])
+    token = stage_token("freeze", STAGE_MODULES, {"checkpoint": checkpoint, "outputs": nodes, "max": max_bytes})
+    if checkpoint.format == "tf1":
+        if not nodes:
+            nodes = default_output_nodes(checkpoint, read_meta_graph(checkpoint).graph_def)
+        graph_def, input_node = _freeze_tf1(checkpoint, nodes, max_bytes)
+        output_tensor = nodes[0] if ":" in nodes[0] else nodes[0] + ":0"
+        engine = "tensorflow-v1"
+    else:
+        graph_def, input_node, output_tensor = _freeze_tf2(checkpoint, nodes, max_bytes)
+        nodes = nodes or [output_tensor.split(":")[0]]
+        engine = "tensorflow-v2"
+    input_dtype = next(
+        (_dtype_name(n.attr["dtype"].type) for n in graph_def.node if n.name == input_node), "float32"
+    )
+    final = workspace.stage_dir("freeze", token)
+    with workspace.building(final) as scratch:
+        (scratch / FILENAME).write_bytes(graph_def.SerializeToString())
+    frozen = FrozenGraph(
+        artifact=Artifact.of(final, [FILENAME]),
+        input_tensor=input_node + ":0",
+        output_tensor=output_tensor,
+        input_dtype=input_dtype,
+        output_nodes=tuple(n.split(":")[0] for n in nodes),
+        engine=engine,
+        node_count=len(graph_def.node),
+    )
+    check_frozen(frozen)
+    return frozen
+
+
+def _dtype_name(enum_value: int) -> str:
+    import tensorflow as tf
+
+    return tf.dtypes.as_dtype(enum_value).name
+
+
+def load_graph_def(path: Path) -> Any:
+    from tensorflow.core.framework import graph_pb2
+
+    graph_def = graph_pb2.GraphDef()
+    graph_def.ParseFromString(path.read_bytes())
+    return graph_def
+
+
+def check_frozen(frozen: FrozenGraph) -> None:
+    """The stage checks its output: it parses, holds no variables and no device pins, keeps its outputs."""
+    frozen.artifact.verify()
+    graph_def = load_graph_def(frozen.graph_path)
+    names = {n.name for n in graph_def.node}
+    problems = [f"output node {n!r} missing" for n in frozen.output_nodes if n not in names]
+    problems += [f"variable {n.name!r} left" for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp")]
+    problems += [f"device pin on {n.name!r}" for n in graph_def.node if n.device]
+    if problems:
+        raise CheckpointError(f"frozen graph {frozen.graph_path} is not self-sufficient: {'; '.join(problems)}")
+
+
+@task(
+    name="freeze",
+    cache_policy=stage_policy("freeze", *STAGE_MODULES),
+    result_serializer="json",
+    persist_result=True,
+    cache_result_in_memory=False,
+)
+def freeze(checkpoint: Checkpoint, output_nodes: list[str]) -> FrozenGraph:
+    return freeze_checkpoint(checkpoint, output_nodes)

@@ -1,0 +1,123 @@
+"""Stage 6, upload: publish the frozen graph and the SavedModel with a manifest to a destination."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from prefect import task
+from prefect.tasks import exponential_backoff
+
+from tasks import layout
+from tasks.caching import stage_policy
+from tasks.destinations import PublishFile, open_destination
+from tasks.errors import StaleArtifactError, TransientDestinationError
+from tasks.records import ExportedModel, FrozenGraph, ModelInterface, Publication, ValidationReport
+
+STAGE_MODULES = ("tasks.upload", "tasks.destinations", "tasks.layout", "tasks.records")
+
+
+def publish_files(frozen: FrozenGraph, exported: ExportedModel) -> list[PublishFile]:
+    """What a version holds: the SavedModel's files at the top of the version folder, and the frozen graph."""
+    files = [PublishFile(source=exported.artifact.path(f.path), name=f.path, sha256=f.sha256, size=f.size)
+             for f in exported.artifact.files]
+    entry = next(f for f in frozen.artifact.files if f.path == frozen.filename)
+    files.append(PublishFile(source=frozen.graph_path, name=layout.FROZEN_GRAPH, sha256=entry.sha256, size=entry.size))
+    return files
+
+
+def build_manifest(
+    interface: ModelInterface,
+    frozen: FrozenGraph,
+    exported: ExportedModel,
+    report: ValidationReport,
+    tensorflow_version: str,
+    flow_run_id: Optional[str],
+    parameters: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "tensorflow_version": tensorflow_version,
+        "signature": {
+            "tag": exported.tag,
+            "key": exported.signature_key,
+            "inputs": {exported.input_key: interface.input.model_dump()},
+            "outputs": {exported.output_key: interface.output.model_dump()},
+        },
+        "frozen_graph": {"input": frozen.input_tensor, "output": frozen.output_tensor, "engine": frozen.engine,
+                         "nodes": frozen.node_count},
+        "validation": {
+            "passed": report.passed,
+            "tolerance": report.tolerance,
+            "max_abs_difference": report.max_abs_difference,
+            "reference_inputs": report.reference_inputs,
+            "predictions": {p.source: p.outputs for p in report.predictions},
+        },
+        "flow_run_id": flow_run_id,
+        "parameters": parameters,
+    }
+
+
+def upload_model(
+    destination: str,
+    model_name: str,
+    interface: ModelInterface,
+    frozen: FrozenGraph,
+    exported: ExportedModel,
+    report: ValidationReport,
+    parameters: dict[str, Any],
+    flow_run_id: Optional[str] = None,
+) -> Publication:
+    """Publish a validated model; never one whose validation failed or whose files changed."""
+    import tensorflow as tf
+
+    from tasks.validate import require_passed
+
+    layout.check_model_name(model_name)
+    target = open_destination(destination)
+    require_passed(report)
+    frozen.artifact.verify()
+    exported.artifact.verify()
+    manifest = build_manifest(interface, frozen, exported, report, tf.__version__, flow_run_id, parameters)
+    return target.publish(model_name, publish_files(frozen, exported), manifest)
+
+
+def verify_publication(publication: Any) -> None:
+    """A cached publication counts only while its version is still at the destination."""
+    if isinstance(publication, Publication) and not open_destination(publication.destination).is_published(publication):
+        raise StaleArtifactError(f"version {publication.uri} is no longer published")
+
+
+def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only errors that a retry can fix; a permission error or a bad path fails at once."""
+    try:
+        state.result()
+    except TransientDestinationError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="upload",
+    cache_policy=stage_policy("upload", *STAGE_MODULES, verifier=verify_publication),
+    result_serializer="json",
+    persist_result=True,
+    cache_result_in_memory=False,
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=_is_transient,
+)
+def upload(
+    destination: str,
+    model_name: str,
+    interface: ModelInterface,
+    frozen: FrozenGraph,
+    exported: ExportedModel,
+    report: ValidationReport,
+    parameters: dict[str, Any],
+) -> Publication:
+    from prefect.runtime import flow_run
+
+    return upload_model(destination, model_name, interface, frozen, exported, report, parameters,
+                        flow_run_id=str(flow_run.id) if flow_run.id else None)
