@@ -96,6 +96,7 @@ def run(
     """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
     if checkpoint_format not in ("tf1", "tf2"):
         raise typer.BadParameter("must be tf1 or tf2", param_hint="--format")
+    check_model_name(model_name)
     prepare_environment()
     from flows.params import TrainingParams
     from flows.publish import publish_model
@@ -104,6 +105,17 @@ def run(
     summary = run_flow(publish_model, model_name=model_name, training=training, checkpoint_format=checkpoint_format,
                        destination=dest, refresh_cache=no_cache)
     print_summary(summary)
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a bad model name before anything starts."""
+    from tasks.errors import ParameterError
+    from tasks.layout import check_model_name as check
+
+    try:
+        check(name)
+    except ParameterError as exc:
+        fail(exc)
 
 
 def _params(model: Any, **values: Any) -> Any:
@@ -127,6 +139,7 @@ def convert(
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
 ) -> None:
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
+    check_model_name(model_name)
     prepare_environment()
     from flows.convert import convert_checkpoint
     from flows.params import ValidationParams

@@ -37,7 +37,8 @@ def publish_model(
     digest = entrypoint_digest(training.entrypoint)  # fails fast on an entrypoint that does not import
     clock = StageClock()
     trained = clock.run("train", persisted(train, refresh_cache), training.entrypoint, training.epochs,
-                        training.learning_rate, training.seed, training.options, digest)
+                        training.learning_rate, training.seed, training.options, digest,
+                        progress_key=layout.artifact_key(model_name, "training"))
     record = clock.run("checkpoint", persisted(checkpoint_stage, refresh_cache), trained, checkpoint_format)
     summary = convert_stages(
         clock, record, model_name=model_name, output_nodes=None, signature=signature, validation=validation,

@@ -88,11 +88,13 @@ class StagePolicy(CachePolicy):
     stage: str = ""
     modules: tuple[str, ...] = ()
     verifier: Optional[Callable[[Any], None]] = field(default=None)
+    ignore: tuple[str, ...] = ()  # arguments that only label the UI (artifact keys), never the result
 
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> Optional[str]:
-        key = f"{self.stage}-{stage_token(self.stage, self.modules, inputs)[:40]}"
+        kept = {name: value for name, value in inputs.items() if name not in self.ignore}
+        key = f"{self.stage}-{stage_token(self.stage, self.modules, kept)[:40]}"
         self._drop_if_stale(key)
         return key
 
@@ -113,5 +115,7 @@ class StagePolicy(CachePolicy):
             path.unlink(missing_ok=True)
 
 
-def stage_policy(stage: str, *modules: str, verifier: Optional[Callable[[Any], None]] = None) -> StagePolicy:
-    return StagePolicy(stage=stage, modules=tuple(modules), verifier=verifier)
+def stage_policy(
+    stage: str, *modules: str, verifier: Optional[Callable[[Any], None]] = None, ignore: tuple[str, ...] = ()
+) -> StagePolicy:
+    return StagePolicy(stage=stage, modules=tuple(modules), verifier=verifier, ignore=ignore)

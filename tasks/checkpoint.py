@@ -124,7 +124,7 @@ def write_checkpoint(trained: TrainedModel, fmt: CheckpointFormat) -> Checkpoint
         else:
             path = tf.train.Checkpoint(model=model).write(str(scratch / PREFIX))
             tf.compat.v1.train.update_checkpoint_state(str(scratch), path, all_model_checkpoint_paths=[path])
-            _relativise_state_file(scratch)
+        _relativise_state_file(scratch)
     checkpoint = Checkpoint(
         artifact=Artifact.of(final),
         prefix=PREFIX,
@@ -168,7 +168,12 @@ def resolve_prefix(path: str | Path) -> Path:
             match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', state.read_text(), re.MULTILINE)
             if match:
                 named = Path(match.group(1))
-                return (named if named.is_absolute() else path / named).resolve()
+                # A copied or moved folder keeps a state file naming the old absolute path: the
+                # checkpoint of that name inside this folder is the one the user means.
+                local = path / named.name
+                if local.with_name(local.name + ".index").is_file() or not named.is_absolute():
+                    return (path / named if not named.is_absolute() else local).resolve()
+                return named.resolve()
         indexes = sorted(path.glob("*.index"))
         if len(indexes) == 1:
             return indexes[0].with_suffix("").resolve()

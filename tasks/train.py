@@ -69,7 +69,7 @@ def train_model(
         entrypoint_digest=digest,
         interface=interface,
         variables=tuple(
-            VariableInfo(name=variable_name(v), dtype=v.dtype.name, shape=tuple(int(d) for d in v.shape))
+            VariableInfo(name=variable_name(v), dtype=tf.as_dtype(v.dtype).name, shape=tuple(int(d) for d in v.shape))
             for v in variables
         ),
         losses=tuple(ctx.losses),
@@ -79,7 +79,7 @@ def train_model(
 
 @task(
     name="train",
-    cache_policy=stage_policy("train", *STAGE_MODULES),
+    cache_policy=stage_policy("train", *STAGE_MODULES, ignore=("progress_key",)),
     result_serializer="json",
     persist_result=True,
     cache_result_in_memory=False,
@@ -87,19 +87,27 @@ def train_model(
 def train(
     entrypoint: str, epochs: int, learning_rate: float, seed: int, options: dict[str, Any],
     entrypoint_digest: str,
+    progress_key: Optional[str] = None,
 ) -> TrainedModel:
-    """Train; ``entrypoint_digest`` is passed only so that editing the user's code changes the cache key."""
+    """Train; ``entrypoint_digest`` is passed only so that editing the user's code changes the cache key.
+
+    Progress shows in the UI as a progress artifact (updated about 20 times) and the loss in the log.
+    """
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
     from prefect.logging import get_run_logger
 
     run_logger = get_run_logger()
-    every = max(1, epochs // 10)
+    every = max(1, epochs // 20)
+    progress_id = create_progress_artifact(progress=0.0, key=progress_key, description=f"Training {entrypoint}")
 
     def on_epoch(epoch: int, loss: float) -> None:
         if epoch % every == 0 or epoch == epochs - 1:
             run_logger.info("epoch %d/%d loss %.6g", epoch + 1, epochs, loss)
+            update_progress_artifact(progress_id, progress=100.0 * (epoch + 1) / max(epochs, 1))
 
     record = train_model(entrypoint, epochs=epochs, learning_rate=learning_rate, seed=seed, options=options,
                          on_epoch=on_epoch)
+    update_progress_artifact(progress_id, progress=100.0)
     if record.entrypoint_digest != entrypoint_digest:
         raise EntrypointError(f"entrypoint {entrypoint!r} changed on disk while training; run again")
     return record

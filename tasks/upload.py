@@ -100,6 +100,7 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
 @task(
     name="upload",
     cache_policy=stage_policy("upload", *STAGE_MODULES, verifier=verify_publication),
+    # An upload that hits its cache still re-verifies that the version is at the destination.
     result_serializer="json",
     persist_result=True,
     cache_result_in_memory=False,
@@ -117,7 +118,22 @@ def upload(
     report: ValidationReport,
     parameters: dict[str, Any],
 ) -> Publication:
+    from prefect.artifacts import create_link_artifact
     from prefect.runtime import flow_run
 
-    return upload_model(destination, model_name, interface, frozen, exported, report, parameters,
-                        flow_run_id=str(flow_run.id) if flow_run.id else None)
+    publication = upload_model(destination, model_name, interface, frozen, exported, report, parameters,
+                               flow_run_id=str(flow_run.id) if flow_run.id else None)
+    create_link_artifact(
+        link=browsable_link(publication.uri), link_text=f"{model_name} v{publication.version}",
+        key=layout.artifact_key(model_name, "published"), description="The published version",
+    )
+    return publication
+
+
+def browsable_link(uri: str) -> str:
+    """A link a browser opens: the Cloud Console for gs://, file:// for a local folder."""
+    if uri.startswith("gs://"):
+        return "https://console.cloud.google.com/storage/browser/" + uri[len("gs://"):]
+    from pathlib import Path
+
+    return Path(uri).as_uri()

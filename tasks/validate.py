@@ -236,7 +236,7 @@ def require_passed(report: ValidationReport) -> None:
 
 @task(
     name="validate",
-    cache_policy=stage_policy("validate", *STAGE_MODULES),
+    cache_policy=stage_policy("validate", *STAGE_MODULES, ignore=("report_key",)),
     result_serializer="json",
     persist_result=True,
     cache_result_in_memory=False,

@@ -1,0 +1,101 @@
+"""Shared fixtures: an isolated workspace per test, one Prefect test harness per session, the guide's files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+# Offline, quiet Prefect; set before anything imports it (field notes).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="freezeflow-prefect-home-"))
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def workspace_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own FREEZEFLOW_HOME, so caches never leak between tests."""
+    home = tmp_path / "freezeflow-home"
+    monkeypatch.setenv("FREEZEFLOW_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """A real Prefect API (the test harness: a temporary server and database) for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def write_guide_checkpoint(folder: Path, m: float = 0.5, b: float = 1.0) -> Path:
+    """The guide's TF1 files: ``y = m*x + b`` with variables m, b, placeholder x, output y; returns the prefix."""
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tf.Graph().as_default() as graph:
+        x = tf.compat.v1.placeholder(tf.float32, shape=[None], name="x")
+        m_var = tf.compat.v1.Variable(m, name="m")
+        b_var = tf.compat.v1.Variable(b, name="b")
+        tf.identity(m_var * x + b_var, name="y")
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, str(folder / "model"))
+    return folder / "model"
+
+
+@pytest.fixture(scope="session")
+def guide_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only-by-convention folder with the guide's four TF1 files (copy it before changing it)."""
+    folder = tmp_path_factory.mktemp("guide") / "ckpt"
+    write_guide_checkpoint(folder)
+    return folder
+
+
+@pytest.fixture
+def guide_checkpoint(guide_checkpoint_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the guide's files; returns the prefix ``.../model``."""
+    import shutil
+
+    target = tmp_path / "guide-ckpt"
+    shutil.copytree(guide_checkpoint_dir, target)
+    return target / "model"
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A FREEZEFLOW_HOME for session-scoped fixtures that build records once for many tests."""
+    home = tmp_path_factory.mktemp("session-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FREEZEFLOW_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="session")
+def guide_records(guide_checkpoint_dir: Path, session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The guide's checkpoint described, frozen and exported once: records for tests that only read them."""
+    import shutil
+
+    from tasks.checkpoint import describe_checkpoint
+    from tasks.export import export_saved_model
+    from tasks.freeze import freeze_checkpoint
+
+    folder = tmp_path_factory.mktemp("guide-records") / "ckpt"
+    shutil.copytree(guide_checkpoint_dir, folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FREEZEFLOW_HOME", str(session_home))
+        checkpoint = describe_checkpoint(folder / "model", output_nodes=["y"])
+        return {
+            "checkpoint": checkpoint,
+            "frozen": freeze_checkpoint(checkpoint),
+            "exported": export_saved_model(checkpoint),
+        }
