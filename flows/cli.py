@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts hold literal brackets ([/versions/N]); never parse them as markup
 )
 
 
@@ -91,6 +92,7 @@ def run(
     epochs: int = typer.Option(200, min=0, help="Training epochs."),
     learning_rate: float = typer.Option(0.05, help="Learning rate."),
     seed: int = typer.Option(0, min=0, help="Seed for data and initialisation."),
+    engine: str = typer.Option("stream", help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
 ) -> None:
     """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
@@ -103,8 +105,14 @@ def run(
 
     training = _params(TrainingParams, entrypoint=entrypoint, epochs=epochs, learning_rate=learning_rate, seed=seed)
     summary = run_flow(publish_model, model_name=model_name, training=training, checkpoint_format=checkpoint_format,
-                       destination=dest, refresh_cache=no_cache)
+                       destination=dest, refresh_cache=no_cache, freeze_engine=_engine(engine))
     print_summary(summary)
+
+
+def _engine(value: str) -> str:
+    if value not in ("stream", "tf"):
+        raise typer.BadParameter("must be stream or tf", param_hint="--engine")
+    return value
 
 
 def check_model_name(name: str) -> None:
@@ -136,6 +144,7 @@ def convert(
     model_name: str = typer.Option("model", "--model-name", help="Name of the model at the destination."),
     reference_input: Optional[list[str]] = typer.Option(
         None, "--reference-input", help="JSON instance to validate with (repeatable); default 2.0, 4.0, 6.0."),
+    engine: str = typer.Option("stream", help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
 ) -> None:
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
@@ -153,7 +162,7 @@ def convert(
         validation = _params(ValidationParams, reference_inputs=values)
     summary = run_flow(convert_checkpoint, checkpoint=str(checkpoint), output_nodes=list(output_node or []) or None,
                        entrypoint=entrypoint, model_name=model_name, validation=validation, destination=dest,
-                       refresh_cache=no_cache)
+                       refresh_cache=no_cache, freeze_engine=_engine(engine))
     print_summary(summary)
 
 
@@ -214,6 +223,17 @@ def list_versions(
                 typer.echo(f"{name}\t{version}\t{manifest.get('created_at', '')}\t{target.version_uri(name, version)}")
     except FreezeflowError as exc:
         fail(exc)
+
+
+def _register_command_groups() -> None:
+    """Commands that live in their own modules (each imports what it needs inside its functions)."""
+    from flows import cli_freeze, cli_serve
+
+    cli_freeze.register(app)
+    cli_serve.register(app)
+
+
+_register_command_groups()
 
 
 def main() -> None:  # console-script entry point

@@ -12,12 +12,14 @@ from prefect.artifacts import create_markdown_artifact
 from flows.params import (
     CheckpointFormat,
     DestinationURI,
+    FreezeEngine,
     ModelName,
     SignatureParams,
     ValidationParams,
     parameters_record,
 )
 from tasks import layout, workspace
+from tasks.destinations import open_destination
 from tasks.checkpoint import describe_checkpoint
 from tasks.export import export
 from tasks.freeze import freeze
@@ -58,11 +60,12 @@ def convert_stages(
     destination: str,
     parameters: dict[str, Any],
     refresh: bool = False,
+    freeze_engine: str = "stream",
 ) -> dict[str, Any]:
     """freeze ∥ export → validate → upload; returns the run summary."""
     assert checkpoint.interface is not None
     started = time.monotonic()
-    frozen_future = persisted(freeze, refresh).submit(checkpoint, list(output_nodes or []))
+    frozen_future = persisted(freeze, refresh).submit(checkpoint, list(output_nodes or []), freeze_engine)
     exported_future = persisted(export, refresh).submit(checkpoint, signature.input_key, signature.output_key)
     frozen_future.wait()
     exported_future.wait()
@@ -102,6 +105,7 @@ def convert_checkpoint(
     validation: ValidationParams = ValidationParams(),
     destination: DestinationURI = "published",
     refresh_cache: bool = False,
+    freeze_engine: FreezeEngine = "stream",
 ) -> dict[str, Any]:
     """Convert the checkpoint at ``checkpoint`` (a prefix, or a folder with a ``checkpoint`` file).
 
@@ -109,14 +113,15 @@ def convert_checkpoint(
     need the ``entrypoint`` that builds their model. The format is told apart from the files.
     """
     layout.check_model_name(model_name)
+    open_destination(destination)  # a malformed destination fails before any work, not at upload
     record = describe_checkpoint(checkpoint, entrypoint, output_nodes)
     clock = StageClock()
     summary = convert_stages(
         clock, record, model_name=model_name, output_nodes=output_nodes, signature=signature,
-        validation=validation, destination=destination, refresh=refresh_cache,
+        validation=validation, destination=destination, refresh=refresh_cache, freeze_engine=freeze_engine,
         parameters=parameters_record(checkpoint=checkpoint, output_nodes=output_nodes, entrypoint=entrypoint,
                                      model_name=model_name, signature=signature, validation=validation,
-                                     destination=destination),
+                                     destination=destination, freeze_engine=freeze_engine),
     )
     publish_report(summary)
     return summary

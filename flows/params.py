@@ -52,6 +52,10 @@ ModelName = Annotated[
 ]
 DestinationURI = Annotated[str, Field(min_length=1, description="A local folder or gs://bucket/prefix.")]
 CheckpointFormat = Literal["tf1", "tf2"]
+FreezeEngine = Annotated[
+    Literal["stream", "tf"],
+    Field(description="TF1 freezing: 'stream' (freezeflow's engine, flat memory) or 'tf' (TensorFlow's own)."),
+]
 
 
 def parameters_record(**values: Any) -> dict[str, Any]:

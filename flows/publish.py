@@ -10,6 +10,7 @@ from flows.convert import StageClock, convert_stages, persisted, publish_report
 from flows.params import (
     CheckpointFormat,
     DestinationURI,
+    FreezeEngine,
     ModelName,
     SignatureParams,
     TrainingParams,
@@ -17,9 +18,17 @@ from flows.params import (
     parameters_record,
 )
 from tasks import layout
+from tasks.destinations import open_destination
 from tasks.checkpoint import checkpoint as checkpoint_stage
 from tasks.models import entrypoint_digest
+from tasks.errors import ParameterError
+from tasks.records import Publication
 from tasks.train import train
+from tasks.vertex import VertexParams, deploy
+
+
+def publication_of(summary: dict[str, Any]) -> Publication:
+    return Publication.model_validate(summary["publication"])
 
 
 @flow(name="publish_model", description="Train a TensorFlow model, freeze it, export a SavedModel, validate, publish.")
@@ -31,9 +40,17 @@ def publish_model(
     validation: ValidationParams = ValidationParams(),
     destination: DestinationURI = "published",
     refresh_cache: bool = False,
+    freeze_engine: FreezeEngine = "stream",
+    vertex: VertexParams = VertexParams(),
 ) -> dict[str, Any]:
-    """Run the whole pipeline; a second run with the same parameters is served from the cache."""
+    """Run the whole pipeline; a second run with the same parameters is served from the cache.
+
+    With ``vertex.enabled`` the published gs:// version is then deployed to a Vertex AI endpoint.
+    """
     layout.check_model_name(model_name)
+    if vertex.enabled and not destination.startswith("gs://"):
+        raise ParameterError(f"vertex.enabled needs a gs:// destination (Vertex AI reads models from Cloud Storage), got {destination!r}")
+    open_destination(destination)  # a malformed destination fails before any work, not at upload
     digest = entrypoint_digest(training.entrypoint)  # fails fast on an entrypoint that does not import
     clock = StageClock()
     trained = clock.run("train", persisted(train, refresh_cache), training.entrypoint, training.epochs,
@@ -42,10 +59,14 @@ def publish_model(
     record = clock.run("checkpoint", persisted(checkpoint_stage, refresh_cache), trained, checkpoint_format)
     summary = convert_stages(
         clock, record, model_name=model_name, output_nodes=None, signature=signature, validation=validation,
-        destination=destination, refresh=refresh_cache,
+        destination=destination, refresh=refresh_cache, freeze_engine=freeze_engine,
         parameters=parameters_record(model_name=model_name, training=training, checkpoint_format=checkpoint_format,
-                                     signature=signature, validation=validation, destination=destination),
+                                     signature=signature, validation=validation, destination=destination,
+                                     freeze_engine=freeze_engine),
     )
     summary["losses"] = list(trained.losses)
+    if vertex.enabled:
+        deployment = clock.run("deploy", deploy, publication_of(summary), vertex)
+        summary["deployment"] = deployment.model_dump(mode="json") if deployment else None
     publish_report(summary)
     return summary

@@ -9,6 +9,8 @@
     ├── UnsupportedGraphError (ValueError)  a graph construct that cannot be frozen correctly
     ├── ValidationFailed (AssertionError)   the formats disagree, or the SavedModel breaks the contract
     ├── StaleArtifactError (FileNotFoundError)  a record whose files are gone or changed on disk
+    ├── PredictionError (RuntimeError)     an endpoint refused a prediction or kept failing
+    ├── DeploymentError (RuntimeError)     a Vertex AI deploy failed (and was rolled back)
     └── DestinationError (OSError)          publishing failed
         ├── PermanentDestinationError       retrying cannot help (permission, missing bucket, bad path)
         └── TransientDestinationError       retrying may help (429, 5xx, reset connection, timeout)
@@ -60,6 +62,18 @@ class ValidationFailed(FreezeflowError, AssertionError):
 
 class StaleArtifactError(FreezeflowError, FileNotFoundError):
     """A record's files are gone or no longer hold the recorded digest."""
+
+
+class PredictionError(FreezeflowError, RuntimeError):
+    """An endpoint refused a prediction request, or kept failing it past the retries."""
+
+    def __init__(self, message: str, status: "int | None" = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DeploymentError(FreezeflowError, RuntimeError):
+    """A Vertex AI upload, deploy or smoke prediction failed; what the run made was taken back."""
 
 
 class DestinationError(FreezeflowError, OSError):

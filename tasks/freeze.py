@@ -1,14 +1,16 @@
 """Stage 3, freeze: turn a checkpoint into one self-sufficient GraphDef ``.pb``.
 
 Variables become constants, devices are cleared and only what the output nodes need is kept. TF1
-Saver checkpoints are frozen from their ``.meta`` graph; TF2 object-based checkpoints are restored
-into the model their entrypoint builds and frozen with ``convert_variables_to_constants_v2``.
+Saver checkpoints are frozen from their ``.meta`` graph by the streaming engine
+(:mod:`tasks.freeze_engine`: no TensorFlow runtime, flat memory) or, with ``engine="tf"``, by
+TensorFlow's own ``convert_variables_to_constants``. TF2 object-based checkpoints are restored into
+the model their entrypoint builds and frozen with ``convert_variables_to_constants_v2``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 from prefect import task
 
@@ -18,7 +20,14 @@ from tasks.checkpoint import check_output_nodes, input_candidates, output_candid
 from tasks.errors import CheckpointError, GraphTooLargeError, ParameterError
 from tasks.records import Artifact, Checkpoint, FrozenGraph
 
-STAGE_MODULES = ("tasks.freeze", "tasks.checkpoint", "tasks.models", "tasks.records")
+STAGE_MODULES = (
+    "tasks.freeze", "tasks.checkpoint", "tasks.models", "tasks.records",
+    "tasks.freeze_engine.engine", "tasks.freeze_engine.rewrite", "tasks.freeze_engine.writer",
+    "tasks.freeze_engine.subgraph", "tasks.freeze_engine.restore_map", "tasks.freeze_engine.bundle",
+    "tasks.freeze_engine.tensor_data",
+)
+FreezeEngine = Literal["stream", "tf"]
+ENGINE_NAMES = {"stream": "freezeflow-stream", "tf": "tensorflow-v1"}
 FILENAME = "frozen_graph.pb"
 PROTOBUF_LIMIT = 2**31 - 1  # a serialized protobuf message may not exceed 2 GiB
 
@@ -136,39 +145,62 @@ def _freeze_tf2(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: 
 
 
 def freeze_checkpoint(
-    checkpoint: Checkpoint, output_nodes: Optional[Sequence[str]] = None, *, max_bytes: int = PROTOBUF_LIMIT
+    checkpoint: Checkpoint,
+    output_nodes: Optional[Sequence[str]] = None,
+    *,
+    max_bytes: int = PROTOBUF_LIMIT,
+    engine: FreezeEngine = "stream",
 ) -> FrozenGraph:
     """Freeze ``checkpoint`` into ``frozen_graph.pb`` in the workspace and return its record."""
+    if engine not in ENGINE_NAMES:
+        raise ParameterError(f"freeze engine {engine!r} is not one of {', '.join(ENGINE_NAMES)}")
     checkpoint.artifact.verify()
     nodes = list(output_nodes or [])
-    token = stage_token("freeze", STAGE_MODULES, {"checkpoint": checkpoint, "outputs": nodes, "max": max_bytes})
+    token = stage_token("freeze", STAGE_MODULES,
+                        {"checkpoint": checkpoint, "outputs": nodes, "max": max_bytes, "engine": engine})
+    final = workspace.stage_dir("freeze", token)
     if checkpoint.format == "tf1":
         if not nodes:
             nodes = default_output_nodes(checkpoint, read_meta_graph(checkpoint).graph_def)
-        graph_def, input_node = _freeze_tf1(checkpoint, nodes, max_bytes)
         output_tensor = nodes[0] if ":" in nodes[0] else nodes[0] + ":0"
-        engine = "tensorflow-v1"
+        if engine == "stream":
+            from tasks.freeze_engine import freeze_checkpoint as stream_freeze
+
+            assert checkpoint.interface is not None, "describe_checkpoint fills in a TF1 checkpoint's interface"
+            with workspace.building(final) as scratch:
+                stats = stream_freeze(checkpoint.prefix_path, nodes, scratch / FILENAME, max_bytes=max_bytes)
+            input_node, input_dtype = checkpoint.interface.input.name, checkpoint.interface.input.dtype
+            node_count = stats.node_count
+        else:
+            graph_def, input_node = _freeze_tf1(checkpoint, nodes, max_bytes)
+            input_dtype, node_count = _write(graph_def, input_node, final)
+        engine_name = ENGINE_NAMES[engine]
     else:
         graph_def, input_node, output_tensor = _freeze_tf2(checkpoint, nodes, max_bytes)
         nodes = nodes or [output_tensor.split(":")[0]]
-        engine = "tensorflow-v2"
-    input_dtype = next(
-        (_dtype_name(n.attr["dtype"].type) for n in graph_def.node if n.name == input_node), "float32"
-    )
-    final = workspace.stage_dir("freeze", token)
-    with workspace.building(final) as scratch:
-        (scratch / FILENAME).write_bytes(graph_def.SerializeToString())
+        input_dtype, node_count = _write(graph_def, input_node, final)
+        engine_name = "tensorflow-v2"
     frozen = FrozenGraph(
         artifact=Artifact.of(final, [FILENAME]),
         input_tensor=input_node + ":0",
         output_tensor=output_tensor,
         input_dtype=input_dtype,
         output_nodes=tuple(n.split(":")[0] for n in nodes),
-        engine=engine,
-        node_count=len(graph_def.node),
+        engine=engine_name,
+        node_count=node_count,
     )
     check_frozen(frozen)
     return frozen
+
+
+def _write(graph_def: Any, input_node: str, final: Path) -> tuple[str, int]:
+    """Write a GraphDef built in memory (TensorFlow's conversions); returns the input's dtype and node count."""
+    input_dtype = next(
+        (_dtype_name(n.attr["dtype"].type) for n in graph_def.node if n.name == input_node), "float32"
+    )
+    with workspace.building(final) as scratch:
+        (scratch / FILENAME).write_bytes(graph_def.SerializeToString())
+    return input_dtype, len(graph_def.node)
 
 
 def _dtype_name(enum_value: int) -> str:
@@ -204,5 +236,5 @@ def check_frozen(frozen: FrozenGraph) -> None:
     persist_result=True,
     cache_result_in_memory=False,
 )
-def freeze(checkpoint: Checkpoint, output_nodes: list[str]) -> FrozenGraph:
-    return freeze_checkpoint(checkpoint, output_nodes)
+def freeze(checkpoint: Checkpoint, output_nodes: list[str], engine: FreezeEngine = "stream") -> FrozenGraph:
+    return freeze_checkpoint(checkpoint, output_nodes, engine=engine)

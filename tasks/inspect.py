@@ -100,7 +100,10 @@ def inspect_checkpoint(path: Path) -> dict[str, Any]:
         meta_graph.ParseFromString(meta.read_bytes())
         result["inputs"] = input_candidates(meta_graph.graph_def)
         result["output_candidates"] = output_candidates(meta_graph.graph_def)
-        result["freeze_engine"] = "TF1 Saver checkpoint: frozen from its .meta graph"
+        result["freeze_engine"] = (
+            "TF1 Saver checkpoint: frozen from its .meta graph by freezeflow's streaming engine "
+            "(no TensorFlow runtime; --engine tf selects TensorFlow's convert_variables_to_constants)"
+        )
     elif fmt == "tf1":
         result["freeze_engine"] = "TF1 checkpoint without .meta: cannot be frozen (the graph is missing)"
     else:

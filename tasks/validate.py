@@ -29,8 +29,12 @@ from tasks.records import (
     Prediction,
     ValidationReport,
 )
+from tasks.serving import serving_check
 
-STAGE_MODULES = ("tasks.validate", "tasks.export", "tasks.freeze", "tasks.checkpoint", "tasks.models", "tasks.records")
+STAGE_MODULES = (
+    "tasks.validate", "tasks.export", "tasks.freeze", "tasks.checkpoint", "tasks.models", "tasks.records",
+    "tasks.serving", "tasks.serving_models", "tasks.serving_sources", "tasks.serving_rest", "tasks.predict",
+)
 
 
 def reference_batch(reference_inputs: list, interface: ModelInterface) -> Any:
@@ -190,6 +194,8 @@ def validate_model(
     }
     checks = contract_checks(exported, frozen, checkpoint.interface)
     reference = outputs["checkpoint"]
+    # The guide's last step: the SavedModel behind TF Serving's REST contract gives the same answers.
+    checks.append(serving_check(exported, reference_inputs, reference.tolist(), tolerance))
     max_diff = 0.0
     for source in ("frozen_graph", "saved_model"):
         out = outputs[source]

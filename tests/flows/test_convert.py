@@ -72,7 +72,7 @@ def _truncate(prefix: Path) -> None:
     [
         ("missing", r"prefix .*nothing matches no checkpoint"),
         ("unknown-node", r"output node 'z' is not in the graph of .*model.meta; candidates: y"),
-        ("truncated", r"checkpoint .*model: cannot read its variables"),
+        ("truncated", r"checkpoint data file .*model.data-00000-of-00001 is truncated: variable"),
         ("tf2-without-entrypoint", r"TF2 object-based checkpoint: pass the entrypoint"),
         ("bad-reference", r"reference_inputs: each instance has shape \[2\]"),
     ],

@@ -101,3 +101,13 @@ def test_entrypoint_that_does_not_import_fails_before_any_stage(tmp_path: Path) 
     assert state.is_failed()
     assert "entrypoint 'nowhere_module:build' does not import" in str(state.result(raise_on_failure=False))
     assert tasks == {} and not (tmp_path / "dest").exists()
+
+
+def test_vertex_deploy_without_a_gs_destination_fails_before_any_stage(tmp_path: Path) -> None:
+    from tasks.vertex import VertexParams
+
+    state, tasks = run(destination=str(tmp_path / "dest"),
+                       vertex=VertexParams(enabled=True, project="my-project", region="us-central1"))
+    assert state.is_failed()
+    assert "vertex.enabled needs a gs:// destination" in str(state.result(raise_on_failure=False))
+    assert tasks == {}

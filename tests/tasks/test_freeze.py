@@ -51,8 +51,10 @@ def test_device_pins_are_cleared(tmp_path: Path) -> None:
 
 def test_graph_past_the_protobuf_limit_fails_before_writing(guide_checkpoint: Path, workspace_home: Path) -> None:
     checkpoint = describe_checkpoint(guide_checkpoint, output_nodes=["y"])
-    with pytest.raises(GraphTooLargeError, match=r"past protobuf's 2 GiB limit.*SavedModel"):
+    with pytest.raises(GraphTooLargeError, match=r"protobuf's 2 GiB limit.*SavedModel"):
         freeze_checkpoint(checkpoint, max_bytes=64)
+    with pytest.raises(GraphTooLargeError, match=r"protobuf's 2 GiB limit.*SavedModel"):
+        freeze_checkpoint(checkpoint, max_bytes=64, engine="tf")
     assert not list(workspace_home.rglob("*.pb"))
 
 
@@ -64,8 +66,10 @@ def test_truncated_data_file_is_named(guide_checkpoint: Path, workspace_home: Pa
 
     checkpoint = checkpoint.model_copy(update={"artifact": Artifact.of(checkpoint.artifact.root,
                                                                        [f.path for f in checkpoint.artifact.files])})
-    with pytest.raises(CheckpointError, match=r"checkpoint .*model: cannot read its variables"):
+    with pytest.raises(CheckpointError, match=r"model.data-00000-of-00001"):
         freeze_checkpoint(checkpoint)
+    with pytest.raises(CheckpointError, match=r"checkpoint .*model: cannot read its variables"):
+        freeze_checkpoint(checkpoint, engine="tf")
     assert not list(workspace_home.rglob("*.pb"))
 
 
@@ -76,3 +80,13 @@ def test_changed_checkpoint_after_description_is_refused(guide_checkpoint: Path)
     (guide_checkpoint.parent / "model.data-00000-of-00001").write_bytes(b"\0" * 8)
     with pytest.raises(StaleArtifactError, match="changed since it was recorded"):
         freeze_checkpoint(checkpoint)
+
+
+def test_both_engines_freeze_the_same_graph(guide_checkpoint: Path) -> None:
+    checkpoint = describe_checkpoint(guide_checkpoint, output_nodes=["y"])
+    stream = freeze_checkpoint(checkpoint)
+    tf_made = freeze_checkpoint(checkpoint, engine="tf")
+    assert (stream.engine, tf_made.engine) == ("freezeflow-stream", "tensorflow-v1")
+    stream_nodes = {n.name: n.op for n in load_graph_def(stream.graph_path).node}
+    assert stream_nodes == {n.name: n.op for n in load_graph_def(tf_made.graph_path).node}
+    assert predict_frozen(stream, [2.0, 4.0, 6.0]).tolist() == predict_frozen(tf_made, [2.0, 4.0, 6.0]).tolist()
