@@ -160,35 +160,10 @@ def checkpoint(trained: TrainedModel, fmt: CheckpointFormat) -> Checkpoint:
 
 
 def resolve_prefix(path: str | Path) -> Path:
-    """A checkpoint prefix from a prefix (``dir/model``), a folder with a ``checkpoint`` file, or a file of it."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        state = path / "checkpoint"
-        if state.is_file():
-            match = re.search(r'^model_checkpoint_path:\s*"(.*)"\s*$', state.read_text(), re.MULTILINE)
-            if match:
-                named = Path(match.group(1))
-                # A copied or moved folder keeps a state file naming the old absolute path: the
-                # checkpoint of that name inside this folder is the one the user means.
-                local = path / named.name
-                if local.with_name(local.name + ".index").is_file() or not named.is_absolute():
-                    return (path / named if not named.is_absolute() else local).resolve()
-                return named.resolve()
-        indexes = sorted(path.glob("*.index"))
-        if len(indexes) == 1:
-            return indexes[0].with_suffix("").resolve()
-        if not indexes:
-            raise CheckpointError(f"checkpoint folder {path} holds no .index file; pass the checkpoint's prefix")
-        raise CheckpointError(
-            f"checkpoint folder {path} holds {len(indexes)} checkpoints and no 'checkpoint' file naming one; "
-            f"pass a prefix such as {indexes[-1].with_suffix('')}"
-        )
-    for suffix in (".index", ".meta"):
-        if path.name.endswith(suffix):
-            return path.with_name(path.name[: -len(suffix)]).resolve()
-    if _DATA_RE.search(path.name):
-        return path.with_name(_DATA_RE.sub("", path.name)).resolve()
-    return path.resolve()
+    """A checkpoint prefix from a prefix (``dir/model``), a folder, or one of the checkpoint's files."""
+    from tasks.freeze_engine.files import resolve_checkpoint_prefix
+
+    return resolve_checkpoint_prefix(path).resolve()
 
 
 def checkpoint_files(prefix: Path) -> list[Path]:

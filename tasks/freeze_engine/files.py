@@ -29,22 +29,33 @@ class CheckpointFiles:
 
 
 def resolve_checkpoint_prefix(path: str | Path) -> Path:
-    """The checkpoint prefix that `path` names: a directory holding a `checkpoint` state file
-    stands for its latest checkpoint, `model.index` or `model.meta` for `model`."""
-    given = Path(path)
+    """The checkpoint prefix that `path` names: a directory stands for the checkpoint its `checkpoint`
+    state file names (or its only `.index`), `model.index`, `model.meta` or a data file for `model`.
+
+    This is the one place that answers the question, for the freeze engine and the pipeline alike.
+    """
+    given = Path(path).expanduser()
     if given.is_dir():
         state = given / "checkpoint"
-        if not state.is_file():
-            raise CheckpointError(
-                f"{given} is a directory without a 'checkpoint' state file: pass a checkpoint "
-                f"prefix such as {given / 'model'}"
-            )
-        match = _STATE_PATH.search(state.read_text(encoding="utf-8", errors="replace"))
-        if match is None:
-            raise CheckpointError(f"{state} names no model_checkpoint_path: pass a checkpoint prefix")
-        # The value is a C-escaped text-format string.
-        latest = Path(codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8"))
-        return latest if latest.is_absolute() else given / latest
+        match = _STATE_PATH.search(state.read_text(encoding="utf-8", errors="replace")) if state.is_file() else None
+        if match is not None:
+            # The value is a C-escaped text-format string.
+            latest = Path(codecs.escape_decode(match.group(1).encode("utf-8"))[0].decode("utf-8"))
+            if not latest.is_absolute():
+                return given / latest
+            # A copied or moved folder keeps a state file naming the old absolute path: the
+            # checkpoint of that name inside this folder is the one the user means.
+            local = given / latest.name
+            return local if Path(f"{local}.index").is_file() else latest
+        indexes = sorted(given.glob("*.index"))
+        if len(indexes) == 1:
+            return indexes[0].with_suffix("")
+        if not indexes:
+            raise CheckpointError(f"checkpoint folder {given} holds no .index file; pass the checkpoint's prefix")
+        raise CheckpointError(
+            f"checkpoint folder {given} holds {len(indexes)} checkpoints and no 'checkpoint' file naming one; "
+            f"pass a prefix such as {indexes[-1].with_suffix('')}"
+        )
     for suffix in (".meta", ".index"):
         if given.name.endswith(suffix):
             return given.with_name(given.name[: -len(suffix)])
