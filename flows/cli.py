@@ -227,10 +227,11 @@ def list_versions(
 
 def _register_command_groups() -> None:
     """Commands that live in their own modules (each imports what it needs inside its functions)."""
-    from flows import cli_freeze, cli_serve
+    from flows import cli_freeze, cli_ops, cli_serve
 
     cli_freeze.register(app)
     cli_serve.register(app)
+    cli_ops.register(app)
 
 
 _register_command_groups()

@@ -10,7 +10,6 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows.params import (
-    CheckpointFormat,
     DestinationURI,
     FreezeEngine,
     ModelName,
@@ -19,8 +18,8 @@ from flows.params import (
     parameters_record,
 )
 from tasks import layout, workspace
-from tasks.destinations import open_destination
 from tasks.checkpoint import describe_checkpoint
+from tasks.destinations import open_destination
 from tasks.export import export
 from tasks.freeze import freeze
 from tasks.records import Checkpoint
@@ -111,6 +110,17 @@ def convert_checkpoint(
 
     TF1 Saver checkpoints need their ``.meta`` graph and an output node; TF2 object-based checkpoints
     need the ``entrypoint`` that builds their model. The format is told apart from the files.
+
+    Args:
+        checkpoint: Checkpoint prefix (dir/model) or a folder with a 'checkpoint' file.
+        output_nodes: Output nodes to keep (TF1); derived from the model's signature for TF2.
+        entrypoint: For a TF2 checkpoint, package.module:function that builds its model.
+        model_name: Name of the model at the destination (DEST/MODEL/VERSION).
+        signature: Input and output keys of the SavedModel's serving_default signature.
+        validation: Reference inputs and the tolerance the three formats must agree within.
+        destination: A local folder or gs://bucket/prefix.
+        refresh_cache: Run every stage even if a cached result exists.
+        freeze_engine: TF1 freezing: stream (freezeflow's engine) or tf (TensorFlow's).
     """
     layout.check_model_name(model_name)
     open_destination(destination)  # a malformed destination fails before any work, not at upload
@@ -127,4 +137,4 @@ def convert_checkpoint(
     return summary
 
 
-__all__ = ["convert_checkpoint", "convert_stages", "CheckpointFormat"]
+__all__ = ["convert_checkpoint", "convert_stages"]

@@ -45,7 +45,16 @@ def publish_model(
 ) -> dict[str, Any]:
     """Run the whole pipeline; a second run with the same parameters is served from the cache.
 
-    With ``vertex.enabled`` the published gs:// version is then deployed to a Vertex AI endpoint.
+    Args:
+        model_name: Name of the model at the destination (DEST/MODEL/VERSION).
+        training: How the model is built and trained (entrypoint, epochs, learning rate, seed, options).
+        checkpoint_format: tf1 (the guide's Saver files) or tf2 (object-based).
+        signature: Input and output keys of the SavedModel's serving_default signature.
+        validation: Reference inputs and the tolerance the three formats must agree within.
+        destination: A local folder or gs://bucket/prefix.
+        refresh_cache: Run every stage even if a cached result exists.
+        freeze_engine: TF1 freezing: stream (freezeflow's engine) or tf (TensorFlow's).
+        vertex: Optional Vertex AI deployment of the published gs:// version.
     """
     layout.check_model_name(model_name)
     if vertex.enabled and not destination.startswith("gs://"):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
 
 from prefect import task
 from prefect.tasks import exponential_backoff
@@ -121,13 +122,32 @@ def upload(
     from prefect.artifacts import create_link_artifact
     from prefect.runtime import flow_run
 
-    publication = upload_model(destination, model_name, interface, frozen, exported, report, parameters,
-                               flow_run_id=str(flow_run.id) if flow_run.id else None)
+    with one_publisher_per_model(model_name):
+        publication = upload_model(destination, model_name, interface, frozen, exported, report, parameters,
+                                   flow_run_id=str(flow_run.id) if flow_run.id else None)
     create_link_artifact(
         link=browsable_link(publication.uri), link_text=f"{model_name} v{publication.version}",
         key=layout.artifact_key(model_name, "published"), description="The published version",
     )
     return publication
+
+
+@contextmanager
+def one_publisher_per_model(model_name: str) -> Iterator[None]:
+    """Hold the model's global concurrency slot (limit 1) while publishing, across every run on the server.
+
+    Prefect 3.9 no longer creates a limit on first use, and a missing limit limits nothing, so it is
+    upserted first. Destinations are race-safe on their own (two versions, never a mixed one); this
+    keeps two runs from spending the same upload at once.
+    """
+    from prefect import get_client
+    from prefect.concurrency.sync import concurrency
+
+    name = layout.artifact_key(model_name, "publish")
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    with concurrency(name, occupy=1, strict=True):
+        yield
 
 
 def browsable_link(uri: str) -> str:

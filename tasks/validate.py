@@ -259,11 +259,11 @@ def validate(
 
     report = validate_model(checkpoint, frozen, exported, reference_inputs, tolerance)
     markdown = report.artifact.path("report.md").read_text()
-    create_markdown_artifact(markdown=markdown, key=f"{report_key}-validation" if report_key else None,
+    create_markdown_artifact(markdown=markdown, key=report_key,
                              description="Checkpoint, frozen graph and SavedModel compared")
     create_table_artifact(
         table=[{"check": c.name, "passed": c.passed, "detail": c.detail} for c in report.checks],
-        key=f"{report_key}-validation-table" if report_key else None,
+        key=f"{report_key}-table" if report_key else None,
         description="Validation checks",
     )
     require_passed(report)

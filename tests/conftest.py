@@ -16,6 +16,8 @@ os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="freezeflow-prefec
 
 import pytest
 
+from tests.guide import write_guide_checkpoint
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -34,23 +36,6 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
-
-
-def write_guide_checkpoint(folder: Path, m: float = 0.5, b: float = 1.0) -> Path:
-    """The guide's TF1 files: ``y = m*x + b`` with variables m, b, placeholder x, output y; returns the prefix."""
-    import tensorflow as tf
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with tf.Graph().as_default() as graph:
-        x = tf.compat.v1.placeholder(tf.float32, shape=[None], name="x")
-        m_var = tf.compat.v1.Variable(m, name="m")
-        b_var = tf.compat.v1.Variable(b, name="b")
-        tf.identity(m_var * x + b_var, name="y")
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, str(folder / "model"))
-    return folder / "model"
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def app() -> typer.Typer:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The guide's model published by the pipeline's own stages: DEST/linear/1 with its manifest; returns DEST."""
-    from conftest import write_guide_checkpoint
+    from tests.guide import write_guide_checkpoint
 
     from tasks.checkpoint import describe_checkpoint
     from tasks.export import export_saved_model

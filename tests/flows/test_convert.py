@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import write_guide_checkpoint
+from tests.guide import write_guide_checkpoint
 from flows.convert import convert_checkpoint
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

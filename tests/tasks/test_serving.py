@@ -20,7 +20,7 @@ GUIDE = {2.0: 2.0, 4.0: 3.0, 6.0: 4.0}
 
 
 def _export(folder: Path, m: float, b: float) -> ExportedModel:
-    from conftest import write_guide_checkpoint
+    from tests.guide import write_guide_checkpoint
 
     from tasks.checkpoint import describe_checkpoint
     from tasks.export import export_saved_model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_guide_checkpoint
+from tests.guide import write_guide_checkpoint
 from tasks.checkpoint import describe_checkpoint
 from tasks.errors import ParameterError, ValidationFailed
 from tasks.freeze import freeze_checkpoint
