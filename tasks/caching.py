@@ -67,10 +67,6 @@ def stage_token(stage: str, modules: tuple[str, ...], inputs: dict[str, Any]) ->
 
 def verify_record(value: Any) -> None:
     """Raise :class:`StaleArtifactError` if any artifact inside ``value`` no longer matches its digest."""
-    verify = getattr(value, "verify_still_valid", None)
-    if callable(verify):
-        verify()
-        return
     if isinstance(value, Artifact):
         value.verify()
     elif isinstance(value, BaseModel):
