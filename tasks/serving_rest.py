@@ -124,20 +124,25 @@ def _rows(instances: Any, signature: SignatureSpec) -> tuple[dict[str, Any], int
         return {key: to_array(instances, signature.inputs[key], f"input {key!r}", batched=True)}, len(instances)
     columns: dict[str, list] = {key: [] for key in keys}
     for index, item in enumerate(instances):
-        unknown = sorted(set(item) - set(keys))
-        if unknown:
-            raise RequestError(
-                f"instance {index} has unknown input {unknown[0]!r}; signature {signature.key!r} takes "
-                + ", ".join(repr(k) for k in keys)
-            )
-        missing = [k for k in keys if k not in item]
-        if missing:
-            raise RequestError(f"instance {index} lacks input {missing[0]!r} of signature {signature.key!r}")
+        _check_named(item, keys, signature, f"instance {index}")
         for key in keys:
             columns[key].append(item[key])
     arrays = {key: to_array(values, signature.inputs[key], f"input {key!r}", batched=True)
               for key, values in columns.items()}
     return arrays, len(instances)
+
+
+def _check_named(given: dict, keys: list[str], signature: SignatureSpec, where: str) -> None:
+    """An object naming inputs must name exactly the signature's inputs."""
+    unknown = sorted(set(given) - set(keys))
+    if unknown:
+        raise RequestError(
+            f"{where} has unknown input {unknown[0]!r}; signature {signature.key!r} takes "
+            + ", ".join(repr(k) for k in keys)
+        )
+    missing = [k for k in keys if k not in given]
+    if missing:
+        raise RequestError(f"{where} lacks input {missing[0]!r} of signature {signature.key!r}")
 
 
 def _columns(inputs: Any, signature: SignatureSpec) -> dict[str, Any]:
@@ -149,15 +154,7 @@ def _columns(inputs: Any, signature: SignatureSpec) -> dict[str, Any]:
                 "object naming them"
             )
         return {keys[0]: to_array(inputs, signature.inputs[keys[0]], f"input {keys[0]!r}", batched=False)}
-    unknown = sorted(set(inputs) - set(keys))
-    if unknown:
-        raise RequestError(
-            f"'inputs' has unknown input {unknown[0]!r}; signature {signature.key!r} takes "
-            + ", ".join(repr(k) for k in keys)
-        )
-    missing = [k for k in keys if k not in inputs]
-    if missing:
-        raise RequestError(f"'inputs' lacks input {missing[0]!r} of signature {signature.key!r}")
+    _check_named(inputs, keys, signature, "'inputs'")
     return {key: to_array(inputs[key], signature.inputs[key], f"input {key!r}", batched=False) for key in keys}
 
 
