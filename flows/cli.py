@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 import typer
+
+from tasks.models import DEFAULT_ENTRYPOINT
 
 app = typer.Typer(
     name="freezeflow",
@@ -87,7 +88,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 def run(
     dest: str = typer.Option("published", "--dest", help="Local folder or gs://bucket/prefix to publish to."),
     model_name: str = typer.Option("linear", "--model-name", help="Name of the model at the destination."),
-    entrypoint: str = typer.Option("tasks.models:linear_model", help="package.module:function that builds and trains the model."),
+    entrypoint: str = typer.Option(DEFAULT_ENTRYPOINT, help="package.module:function that builds and trains the model."),
     checkpoint_format: str = typer.Option("tf1", "--format", help="Checkpoint format: tf1 (the guide's) or tf2."),
     epochs: int = typer.Option(200, min=0, help="Training epochs."),
     learning_rate: float = typer.Option(0.05, help="Learning rate."),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_ENTRYPOINT = "tasks.models:linear_model"  # kept equal to tasks.models.DEFAULT_ENTRYPOINT (tested)
+from tasks.models import DEFAULT_ENTRYPOINT
 
 
 class TrainingParams(BaseModel):

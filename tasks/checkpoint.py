@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from prefect import task
 
@@ -222,9 +223,8 @@ def read_variables(prefix: Path) -> tuple[VariableInfo, ...]:
     )
 
 
-def tf1_interface(meta_path: Path, output_nodes: list[str]) -> ModelInterface:
-    """The input (the graph's one placeholder) and output (the first output node) of a TF1 graph."""
-    import tensorflow as tf
+def parse_meta_graph(meta_path: Path) -> Any:
+    """The MetaGraphDef in a ``.meta`` file; a file that is not one is named."""
     from tensorflow.core.protobuf import meta_graph_pb2
 
     meta = meta_graph_pb2.MetaGraphDef()
@@ -232,6 +232,35 @@ def tf1_interface(meta_path: Path, output_nodes: list[str]) -> ModelInterface:
         meta.ParseFromString(meta_path.read_bytes())
     except Exception as exc:
         raise CheckpointError(f"{meta_path} is not a MetaGraphDef ({exc}); is the file truncated?") from exc
+    return meta
+
+
+def read_meta_graph(checkpoint: Checkpoint) -> Any:
+    return parse_meta_graph(checkpoint.artifact.path(checkpoint.prefix + ".meta"))
+
+
+@contextmanager
+def restored_session(checkpoint: Checkpoint) -> Iterator[tuple[Any, Any]]:
+    """A TF1 graph imported from the checkpoint's .meta (devices cleared) and a session with its variables."""
+    import tensorflow as tf
+
+    meta = read_meta_graph(checkpoint)
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+        try:
+            saver.restore(session, str(checkpoint.prefix_path))
+        except (tf.errors.OpError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.prefix_path}: cannot read its variables "
+                f"({type(exc).__name__}: {_first_line(exc)}); is a data file truncated or from another model?"
+            ) from exc
+        yield graph, session
+
+
+def tf1_interface(meta_path: Path, output_nodes: list[str]) -> ModelInterface:
+    """The input (the graph's one placeholder) and output (the first output node) of a TF1 graph."""
+    import tensorflow as tf
+    meta = parse_meta_graph(meta_path)
     graph_def = meta.graph_def
     if not output_nodes:
         raise ParameterError(

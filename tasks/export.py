@@ -13,9 +13,8 @@ from prefect import task
 
 from tasks import workspace
 from tasks.caching import stage_policy, stage_token
-from tasks.checkpoint import restore_trackable
+from tasks.checkpoint import restore_trackable, restored_session
 from tasks.errors import CheckpointError, ParameterError
-from tasks.freeze import read_meta_graph
 from tasks.records import Artifact, Checkpoint, ExportedModel
 
 STAGE_MODULES = ("tasks.export", "tasks.checkpoint", "tasks.freeze", "tasks.models", "tasks.records")
@@ -34,15 +33,7 @@ def _export_tf1(checkpoint: Checkpoint, input_key: str, output_key: str, target:
     import tensorflow as tf
 
     assert checkpoint.interface is not None, "describe_checkpoint fills in a TF1 checkpoint's interface"
-    meta = read_meta_graph(checkpoint)
-    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
-        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-        try:
-            saver.restore(session, str(checkpoint.prefix_path))
-        except (tf.errors.OpError, ValueError) as exc:
-            raise CheckpointError(
-                f"checkpoint {checkpoint.prefix_path}: cannot read its variables ({str(exc).splitlines()[0]})"
-            ) from exc
+    with restored_session(checkpoint) as (graph, session):
         signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
             inputs={input_key: graph.get_tensor_by_name(_tensor(checkpoint.interface.input.name))},
             outputs={output_key: graph.get_tensor_by_name(_tensor(checkpoint.interface.output.name))},

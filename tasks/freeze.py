@@ -16,7 +16,14 @@ from prefect import task
 
 from tasks import workspace
 from tasks.caching import stage_policy, stage_token
-from tasks.checkpoint import check_output_nodes, input_candidates, output_candidates, restore_trackable
+from tasks.checkpoint import (
+    check_output_nodes,
+    input_candidates,
+    output_candidates,
+    read_meta_graph,
+    restore_trackable,
+    restored_session,
+)
 from tasks.errors import CheckpointError, GraphTooLargeError, ParameterError
 from tasks.records import Artifact, Checkpoint, FrozenGraph
 
@@ -30,18 +37,6 @@ FreezeEngine = Literal["stream", "tf"]
 ENGINE_NAMES = {"stream": "freezeflow-stream", "tf": "tensorflow-v1"}
 FILENAME = "frozen_graph.pb"
 PROTOBUF_LIMIT = 2**31 - 1  # a serialized protobuf message may not exceed 2 GiB
-
-
-def read_meta_graph(checkpoint: Checkpoint) -> Any:
-    from tensorflow.core.protobuf import meta_graph_pb2
-
-    path = checkpoint.artifact.path(checkpoint.prefix + ".meta")
-    meta = meta_graph_pb2.MetaGraphDef()
-    try:
-        meta.ParseFromString(path.read_bytes())
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a MetaGraphDef ({exc}); is the file truncated?") from exc
-    return meta
 
 
 def default_output_nodes(checkpoint: Checkpoint, graph_def: Any) -> list[str]:
@@ -103,15 +98,7 @@ def _freeze_tf1(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: 
             f"2 GiB limit ({max_bytes} bytes); a GraphDef that large cannot be read back. Publish the SavedModel "
             "instead (it keeps variables in separate files)"
         )
-    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
-        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-        try:
-            saver.restore(session, str(checkpoint.prefix_path))
-        except (tf.errors.OpError, ValueError) as exc:
-            raise CheckpointError(
-                f"checkpoint {checkpoint.prefix_path}: cannot read its variables "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); is a data file truncated or from another model?"
-            ) from exc
+    with restored_session(checkpoint) as (graph, session):
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
             session, graph.as_graph_def(), [n.split(":")[0] for n in output_nodes]
         )

@@ -12,6 +12,7 @@ from tasks.checkpoint import (
     detect_format,
     input_candidates,
     output_candidates,
+    parse_meta_graph,
     read_variables,
     resolve_prefix,
 )
@@ -94,10 +95,7 @@ def inspect_checkpoint(path: Path) -> dict[str, Any]:
     }
     meta = prefix.with_name(prefix.name + ".meta")
     if fmt == "tf1" and meta.is_file():
-        from tensorflow.core.protobuf import meta_graph_pb2
-
-        meta_graph = meta_graph_pb2.MetaGraphDef()
-        meta_graph.ParseFromString(meta.read_bytes())
+        meta_graph = parse_meta_graph(meta)
         result["inputs"] = input_candidates(meta_graph.graph_def)
         result["output_candidates"] = output_candidates(meta_graph.graph_def)
         result["freeze_engine"] = (

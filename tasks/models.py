@@ -25,10 +25,13 @@ import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from tasks.digests import file_sha256, text_sha256
 from tasks.errors import EntrypointError
+
+if TYPE_CHECKING:
+    from tasks.records import ModelInterface
 
 DEFAULT_ENTRYPOINT = "tasks.models:linear_model"
 

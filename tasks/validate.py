@@ -15,10 +15,10 @@ from prefect import task
 
 from tasks import workspace
 from tasks.caching import stage_policy, stage_token
-from tasks.checkpoint import restore_trackable
-from tasks.errors import CheckpointError, ParameterError, ValidationFailed
+from tasks.checkpoint import restore_trackable, restored_session
+from tasks.errors import ParameterError, ValidationFailed
 from tasks.export import TAG, read_saved_model_proto
-from tasks.freeze import load_graph_def, read_meta_graph
+from tasks.freeze import load_graph_def
 from tasks.records import (
     Artifact,
     Checkpoint,
@@ -80,13 +80,7 @@ def predict_checkpoint(checkpoint: Checkpoint, batch: Any) -> Any:
 
         model = restore_trackable(checkpoint.entrypoint, checkpoint.prefix_path)
         return serving_function(model, checkpoint.entrypoint)(tf.constant(batch)).numpy()
-    meta = read_meta_graph(checkpoint)
-    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
-        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
-        try:
-            saver.restore(session, str(checkpoint.prefix_path))
-        except (tf.errors.OpError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {checkpoint.prefix_path}: {str(exc).splitlines()[0]}") from exc
+    with restored_session(checkpoint) as (_, session):
         return session.run(checkpoint.interface.output.name + ":0", {checkpoint.interface.input.name + ":0": batch})
 
 
