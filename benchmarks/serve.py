@@ -34,8 +34,8 @@ def build_guide_model(folder: Path) -> Path:
     """The guide's y = 0.5x + 1, checkpointed in TF1 format and exported by the pipeline's own export stage."""
     import tensorflow as tf
 
-    from tasks.checkpoint import describe_checkpoint
-    from tasks.export import export_saved_model
+    from tasks.stages.checkpoint import describe_checkpoint
+    from tasks.stages.export import export_saved_model
 
     os.environ["FREEZEFLOW_HOME"] = str(folder / "home")
     (folder / "ckpt").mkdir(parents=True)
@@ -52,7 +52,7 @@ def build_guide_model(folder: Path) -> Path:
 def _serve(model: str, ports: Any, stop: Any) -> None:
     """The server process: what ``freezeflow serve MODEL --port 0`` runs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tasks.serving import open_server
+    from tasks.serving.server import open_server
 
     with open_server(model, model_name="linear", port=0).start() as server:
         ports.put(server.port)
@@ -114,7 +114,7 @@ def main() -> None:
 
     import numpy as np
 
-    from tasks.serving_models import load_version
+    from tasks.serving.repository import load_version
 
     scratch = tempfile.TemporaryDirectory(prefix="freezeflow-bench-")
     model = Path(args.model) if args.model else build_guide_model(Path(scratch.name))

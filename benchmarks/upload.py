@@ -39,9 +39,9 @@ from google.api_core.client_options import ClientOptions  # noqa: E402
 from google.auth.credentials import AnonymousCredentials  # noqa: E402
 from google.cloud import storage  # noqa: E402
 
-from tasks import layout  # noqa: E402
-from tasks.destinations import PublishFile  # noqa: E402
-from tasks.gcs import GCSDestination  # noqa: E402
+from tasks.core import layout  # noqa: E402
+from tasks.storage.base import PublishFile  # noqa: E402
+from tasks.storage.gcs import GCSDestination  # noqa: E402
 from tests.gcs_support import Emulator  # noqa: E402
 
 MIB = 1 << 20

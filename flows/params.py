@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.models import DEFAULT_ENTRYPOINT
+from tasks.tf.entrypoints import DEFAULT_ENTRYPOINT
 
 
 class TrainingParams(BaseModel):

@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.convert import StageClock, convert_stages, persisted, publish_report
+from flows.stage_runner import StageClock, convert_stages, persisted, publish_report
 from flows.params import (
     CheckpointFormat,
     DestinationURI,
@@ -17,14 +17,15 @@ from flows.params import (
     ValidationParams,
     parameters_record,
 )
-from tasks import layout
-from tasks.destinations import open_destination
-from tasks.checkpoint import checkpoint as checkpoint_stage
-from tasks.models import entrypoint_digest
-from tasks.errors import ParameterError
-from tasks.records import Publication
-from tasks.train import train
-from tasks.vertex import VertexParams, deploy
+from tasks.core import layout
+from tasks.storage.destinations import open_destination
+from tasks.stages.checkpoint import checkpoint as checkpoint_stage
+from tasks.tf.entrypoints import entrypoint_digest
+from tasks.core.errors import ParameterError
+from tasks.core.records import Publication
+from tasks.stages.train import train
+from tasks.stages.deploy import deploy
+from tasks.vertex.deploy import VertexParams
 
 
 def publication_of(summary: dict[str, Any]) -> Publication:

@@ -12,7 +12,7 @@ from prefect import flow
 
 from flows.params import DestinationURI, TrainingParams, ValidationParams
 from flows.publish import publish_model
-from tasks.errors import ValidationFailed
+from tasks.core.errors import ValidationFailed
 
 GUIDE = {2.0: 2.0, 4.0: 3.0, 6.0: 4.0}
 GUIDE_TOLERANCE = 1e-3

@@ -70,9 +70,9 @@ def guide_records(guide_checkpoint_dir: Path, session_home: Path, tmp_path_facto
     """The guide's checkpoint described, frozen and exported once: records for tests that only read them."""
     import shutil
 
-    from tasks.checkpoint import describe_checkpoint
-    from tasks.export import export_saved_model
-    from tasks.freeze import freeze_checkpoint
+    from tasks.stages.checkpoint import describe_checkpoint
+    from tasks.stages.export import export_saved_model
+    from tasks.stages.freeze import freeze_checkpoint
 
     folder = tmp_path_factory.mktemp("guide-records") / "ckpt"
     shutil.copytree(guide_checkpoint_dir, folder)

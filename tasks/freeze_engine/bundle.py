@@ -16,7 +16,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from tasks.errors import CheckpointError, UnsupportedGraphError
+from tasks.core.errors import CheckpointError, UnsupportedGraphError
 from tasks.freeze_engine import dtypes, protos
 from tasks.freeze_engine.files import CheckpointFiles
 from tasks.freeze_engine.graph_names import Message

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from tasks.errors import CheckpointError, GraphTooLargeError, ParameterError, UnsupportedGraphError
+from tasks.core.errors import CheckpointError, GraphTooLargeError, ParameterError, UnsupportedGraphError
 from tasks.freeze_engine import dtypes, protos, subgraph, tensor_data, writer
 from tasks.freeze_engine.bundle import TensorBundle, TensorSource
 from tasks.freeze_engine.files import CheckpointFiles, locate_checkpoint

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import CheckpointError, UnsupportedGraphError
+from tasks.core.errors import CheckpointError, UnsupportedGraphError
 
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
 # `model_checkpoint_path: "..."` in the text-format CheckpointState that Saver.save keeps current.

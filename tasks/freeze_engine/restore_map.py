@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tasks.errors import UnsupportedGraphError
+from tasks.core.errors import UnsupportedGraphError
 from tasks.freeze_engine import graph_names
 from tasks.freeze_engine.graph_names import Message
 

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tasks.errors import UnsupportedGraphError
+from tasks.core.errors import UnsupportedGraphError
 from tasks.freeze_engine import dtypes, graph_names, protos
 from tasks.freeze_engine.graph_names import Message
 from tasks.freeze_engine.subgraph import called_functions, changes_state

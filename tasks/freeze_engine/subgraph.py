@@ -7,7 +7,7 @@ import difflib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-from tasks.errors import OutputNodeError, ParameterError
+from tasks.core.errors import OutputNodeError, ParameterError
 from tasks.freeze_engine import graph_names
 from tasks.freeze_engine.graph_names import Message
 

@@ -16,7 +16,7 @@ import os
 import struct
 from collections.abc import Iterator
 
-from tasks.errors import CheckpointError
+from tasks.core.errors import CheckpointError
 from tasks.freeze_engine import checksum
 from tasks.freeze_engine.bundle import Piece, TensorSource
 

@@ -22,9 +22,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 POOL = "freezeflow-local"  # the pool prefect.yaml deploys to
 
-# `freezeflow` with the operations commands registered, whether or not flows/cli.py registers them yet.
-FREEZEFLOW = [sys.executable, "-c",
-              "from flows.cli import app; from flows import cli_ops; cli_ops.register(app); app()"]
+# `freezeflow`, as the console script runs it, from this checkout.
+FREEZEFLOW = [sys.executable, "-c", "from freezeflow.cli.app import app; app(prog_name='freezeflow')"]
 
 WORKER_QUERY_SECONDS = "1"  # the worker picks a run up within a second (default 10 s)
 

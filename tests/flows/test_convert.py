@@ -49,14 +49,14 @@ def test_changed_checkpoint_bytes_rerun_from_freeze_on(guide_checkpoint: Path, t
 
 
 def test_tf2_checkpoint_converts_with_its_entrypoint(tmp_path: Path) -> None:
-    from tasks.checkpoint import write_checkpoint
-    from tasks.train import train_model
+    from tasks.stages.checkpoint import write_checkpoint
+    from tasks.stages.train import train_model
 
-    trained = train_model("tasks.models:linear_model", epochs=150, learning_rate=0.05, seed=0)
+    trained = train_model("tasks.tf.entrypoints:linear_model", epochs=150, learning_rate=0.05, seed=0)
     checkpoint = write_checkpoint(trained, "tf2")
     folder = tmp_path / "tf2-ckpt"
     shutil.copytree(checkpoint.artifact.path(), folder)
-    state, _ = run(checkpoint=str(folder), entrypoint="tasks.models:linear_model", destination=str(tmp_path / "d"))
+    state, _ = run(checkpoint=str(folder), entrypoint="tasks.tf.entrypoints:linear_model", destination=str(tmp_path / "d"))
     assert state.is_completed(), state.message
     assert state.result()["checkpoint"]["format"] == "tf2"
     assert state.result()["validation"]["predictions"][2]["outputs"] == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)

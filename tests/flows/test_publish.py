@@ -104,7 +104,7 @@ def test_entrypoint_that_does_not_import_fails_before_any_stage(tmp_path: Path) 
 
 
 def test_vertex_deploy_without_a_gs_destination_fails_before_any_stage(tmp_path: Path) -> None:
-    from tasks.vertex import VertexParams
+    from tasks.vertex.deploy import VertexParams
 
     state, tasks = run(destination=str(tmp_path / "dest"),
                        vertex=VertexParams(enabled=True, project="my-project", region="us-central1"))

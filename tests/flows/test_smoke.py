@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.smoke import check_guide_answers, smoke
-from tasks.errors import ValidationFailed
+from tasks.core.errors import ValidationFailed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

@@ -1,0 +1,84 @@
+"""The stages every flow shares, and how they run: freeze and export side by side, then validate, then
+upload; each stage's state and time recorded for the run report."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from prefect.artifacts import create_markdown_artifact
+
+from flows.params import SignatureParams, ValidationParams
+from tasks.core import layout, workspace
+from tasks.core.records import Checkpoint
+from tasks.core.report import run_markdown
+from tasks.stages.export import export
+from tasks.stages.freeze import freeze
+from tasks.stages.upload import upload
+from tasks.stages.validate import validate
+
+
+def persisted(stage: Any, refresh: bool = False) -> Any:
+    """A stage task pointed at the workspace's result storage (where its cache lives)."""
+    return stage.with_options(result_storage=workspace.results_dir(), refresh_cache=refresh or None)
+
+
+class StageClock:
+    """Records each stage's final state name (Completed or Cached) and wall time, for the report."""
+
+    def __init__(self) -> None:
+        self.stages: list[dict[str, Any]] = []
+
+    def record(self, name: str, state: Any, started: float) -> Any:
+        self.stages.append({"name": name, "state": state.name, "seconds": time.monotonic() - started})
+        return state.result()  # raises the stage's error, failing the flow with it
+
+    def run(self, name: str, stage: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        return self.record(name, stage(*args, return_state=True, **kwargs), started)
+
+
+def convert_stages(
+    clock: StageClock,
+    checkpoint: Checkpoint,
+    *,
+    model_name: str,
+    output_nodes: Optional[list[str]],
+    signature: SignatureParams,
+    validation: ValidationParams,
+    destination: str,
+    parameters: dict[str, Any],
+    refresh: bool = False,
+    freeze_engine: str = "stream",
+) -> dict[str, Any]:
+    """freeze ∥ export → validate → upload; returns the run summary."""
+    assert checkpoint.interface is not None
+    started = time.monotonic()
+    frozen_future = persisted(freeze, refresh).submit(checkpoint, list(output_nodes or []), freeze_engine)
+    exported_future = persisted(export, refresh).submit(checkpoint, signature.input_key, signature.output_key)
+    frozen_future.wait()
+    exported_future.wait()
+    frozen = clock.record("freeze", frozen_future.state, started)
+    exported = clock.record("export", exported_future.state, started)
+    report = clock.run("validate", persisted(validate, refresh), checkpoint, frozen, exported,
+                       validation.reference_inputs, validation.tolerance,
+                       report_key=layout.artifact_key(model_name, "validation"))
+    publication = clock.run("upload", persisted(upload, refresh), destination, model_name, checkpoint.interface,
+                            frozen, exported, report, parameters)
+    summary = {
+        "model_name": model_name,
+        "stages": clock.stages,
+        "checkpoint": checkpoint.model_dump(mode="json"),
+        "frozen_graph": frozen.model_dump(mode="json"),
+        "saved_model": exported.model_dump(mode="json"),
+        "validation": report.model_dump(mode="json"),
+        "publication": publication.model_dump(mode="json"),
+    }
+    return summary
+
+
+def publish_report(summary: dict[str, Any]) -> None:
+    create_markdown_artifact(
+        markdown=run_markdown(summary), key=layout.artifact_key(summary["model_name"], "report"),
+        description=f"freezeflow run report for {summary['model_name']}",
+    )

@@ -1,0 +1,5 @@
+"""``python -m freezeflow``: the same command as the ``freezeflow`` script."""
+
+from freezeflow.cli.app import main
+
+main()

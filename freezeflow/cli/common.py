@@ -1,0 +1,55 @@
+"""What every ``freezeflow`` command shares: the environment it sets up and how it fails.
+
+Prefect and TensorFlow are imported inside the commands that need them, so ``--help`` is instant and
+``PREFECT_HOME`` can be pointed at the workspace before Prefect reads its settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+
+def prepare_environment() -> None:
+    """Settings every command shares; a user's own environment variables win."""
+    os.environ.setdefault("FREEZEFLOW_HOME", str(Path(".freezeflow").resolve()))
+    os.environ.setdefault("PREFECT_HOME", str(Path(os.environ["FREEZEFLOW_HOME"]) / "prefect"))
+    Path(os.environ["PREFECT_HOME"]).expanduser().mkdir(parents=True, exist_ok=True)  # Prefect makes one level only
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TF1 API deprecation chatter
+
+
+def fail(message: Any) -> NoReturn:
+    """Exit 1 with a one-line reason on stderr."""
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code=1)
+
+
+def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
+    """Run a flow; on failure exit 1 with the reason of the stage that failed."""
+    from pydantic import ValidationError
+
+    try:
+        state = flow(**parameters, return_state=True)
+    except ValidationError as exc:
+        fail(pydantic_reason(exc))
+    except Exception as exc:  # Prefect raises parameter errors before any state exists
+        fail(exc)
+    if not state.is_completed():
+        result = state.result(raise_on_failure=False)
+        fail(result if isinstance(result, BaseException) else state.message or state.name)
+    return state.result()
+
+
+def pydantic_reason(exc: Any) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"parameter {where}: {first.get('msg')}"

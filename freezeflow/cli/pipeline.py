@@ -1,0 +1,114 @@
+"""``freezeflow run`` and ``freezeflow convert``: the pipeline's flows from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from freezeflow.cli.common import fail, prepare_environment, pydantic_reason, run_flow
+from tasks.tf.entrypoints import DEFAULT_ENTRYPOINT
+
+app = typer.Typer()
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    pub = summary["publication"]
+    state = "already published as" if pub["reused"] else "published"
+    typer.echo(f"{state} {summary['model_name']} v{pub['version']} at {pub['uri']}")
+    typer.echo(f"  frozen graph: {Path(pub['uri']) / 'frozen_graph.pb' if '://' not in pub['uri'] else pub['uri'] + '/frozen_graph.pb'}")
+    typer.echo(f"  SavedModel:   {pub['uri']} (tag serve, signature serving_default)")
+    report = summary["validation"]
+    inputs = report["reference_inputs"]
+    at = 6.0 if 6.0 in inputs else inputs[-1]
+    i = inputs.index(at)
+    names = {"checkpoint": "checkpoint", "frozen_graph": "frozen graph", "saved_model": "SavedModel"}
+    cells = ", ".join(f"{names[p['source']]} {p['outputs'][i]:.6g}" if isinstance(p["outputs"][i], (int, float))
+                      else f"{names[p['source']]} {p['outputs'][i]}" for p in report["predictions"])
+    typer.echo(f"  prediction at x={json.dumps(at)}: {cells}")
+    typer.echo("  stages: " + ", ".join(f"{s['name']} {s['state']}" for s in summary["stages"]))
+
+
+@app.command()
+def run(
+    dest: str = typer.Option("published", "--dest", help="Local folder or gs://bucket/prefix to publish to."),
+    model_name: str = typer.Option("linear", "--model-name", help="Name of the model at the destination."),
+    entrypoint: str = typer.Option(DEFAULT_ENTRYPOINT, help="package.module:function that builds and trains the model."),
+    checkpoint_format: str = typer.Option("tf1", "--format", help="Checkpoint format: tf1 (the guide's) or tf2."),
+    epochs: int = typer.Option(200, min=0, help="Training epochs."),
+    learning_rate: float = typer.Option(0.05, help="Learning rate."),
+    seed: int = typer.Option(0, min=0, help="Seed for data and initialisation."),
+    engine: str = typer.Option("stream", help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
+) -> None:
+    """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
+    if checkpoint_format not in ("tf1", "tf2"):
+        raise typer.BadParameter("must be tf1 or tf2", param_hint="--format")
+    check_model_name(model_name)
+    prepare_environment()
+    from flows.params import TrainingParams
+    from flows.publish import publish_model
+
+    training = _params(TrainingParams, entrypoint=entrypoint, epochs=epochs, learning_rate=learning_rate, seed=seed)
+    summary = run_flow(publish_model, model_name=model_name, training=training, checkpoint_format=checkpoint_format,
+                       destination=dest, refresh_cache=no_cache, freeze_engine=_engine(engine))
+    print_summary(summary)
+
+
+def _engine(value: str) -> str:
+    if value not in ("stream", "tf"):
+        raise typer.BadParameter("must be stream or tf", param_hint="--engine")
+    return value
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a bad model name before anything starts."""
+    from tasks.core.errors import ParameterError
+    from tasks.core.layout import check_model_name as check
+
+    try:
+        check(name)
+    except ParameterError as exc:
+        fail(exc)
+
+
+def _params(model: Any, **values: Any) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        fail(pydantic_reason(exc))
+
+
+@app.command()
+def convert(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint prefix (dir/model) or a folder with a 'checkpoint' file."),
+    output_node: Optional[list[str]] = typer.Option(None, "--output-node", help="Output node to keep (repeatable)."),
+    entrypoint: Optional[str] = typer.Option(None, help="For a TF2 checkpoint: package.module:function that builds its model."),
+    dest: str = typer.Option("published", "--dest", help="Local folder or gs://bucket/prefix to publish to."),
+    model_name: str = typer.Option("model", "--model-name", help="Name of the model at the destination."),
+    reference_input: Optional[list[str]] = typer.Option(
+        None, "--reference-input", help="JSON instance to validate with (repeatable); default 2.0, 4.0, 6.0."),
+    engine: str = typer.Option("stream", help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
+) -> None:
+    """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
+    check_model_name(model_name)
+    prepare_environment()
+    from flows.convert import convert_checkpoint
+    from flows.params import ValidationParams
+
+    validation = ValidationParams()
+    if reference_input:
+        try:
+            values = [json.loads(v) for v in reference_input]
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--reference-input")
+        validation = _params(ValidationParams, reference_inputs=values)
+    summary = run_flow(convert_checkpoint, checkpoint=str(checkpoint), output_nodes=list(output_node or []) or None,
+                       entrypoint=entrypoint, model_name=model_name, validation=validation, destination=dest,
+                       refresh_cache=no_cache, freeze_engine=_engine(engine))
+    print_summary(summary)

@@ -1,0 +1,180 @@
+"""The contract between stages: small frozen, JSON-serialisable records naming files by content.
+
+A stage receives records and returns a record; nothing else travels between tasks. Each record that
+stands for files carries an :class:`Artifact` (the folder, each file's SHA-256 and size, and one digest
+over all of them), so cache keys are keys on content and a cached record can check that its files
+still hold what it claims (:meth:`Artifact.verify`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.core.digests import combined_digest, file_sha256
+from tasks.core.errors import StaleArtifactError
+
+CheckpointFormat = Literal["tf1", "tf2"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FileDigest(Record):
+    path: str = Field(description="Path relative to the artifact's root, with '/' separators.")
+    sha256: str
+    size: int
+
+
+class Artifact(Record):
+    """A set of files under one root folder, with their digests."""
+
+    root: str = Field(description="Absolute folder the files live in.")
+    files: tuple[FileDigest, ...]
+    digest: str = Field(description="SHA-256 over every (path, sha256) pair: the artifact's identity.")
+
+    @classmethod
+    def of(cls, root: str | Path, paths: Optional[list[str]] = None) -> "Artifact":
+        """Digest ``paths`` (relative to ``root``), or every file under ``root`` when none are given."""
+        root = Path(root).resolve()
+        if paths is None:
+            paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        files = tuple(
+            FileDigest(path=rel, sha256=file_sha256(root / rel), size=(root / rel).stat().st_size)
+            for rel in sorted(paths)
+        )
+        return cls(root=str(root), files=files, digest=combined_digest([(f.path, f.sha256) for f in files]))
+
+    def path(self, relative: str = "") -> Path:
+        return Path(self.root) / relative if relative else Path(self.root)
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def verify(self) -> None:
+        """Raise :class:`StaleArtifactError` unless every file is still there with its recorded digest."""
+        for entry in self.files:
+            path = self.path(entry.path)
+            if not path.is_file():
+                raise StaleArtifactError(f"{path} is gone; the record that names it is stale")
+            if path.stat().st_size != entry.size or file_sha256(path) != entry.sha256:
+                raise StaleArtifactError(f"{path} changed since it was recorded (digest differs)")
+
+
+class TensorSpec(Record):
+    """One tensor of the model's interface: its graph name, dtype and shape (None: unknown)."""
+
+    name: str
+    dtype: str = Field(description="TensorFlow dtype name, e.g. 'float32'.")
+    shape: Optional[tuple[Optional[int], ...]] = Field(
+        default=None, description="Dimensions, None for an unknown one; the whole shape None when the rank is unknown."
+    )
+
+
+class ModelInterface(Record):
+    """What goes in and comes out: one input tensor and one output tensor."""
+
+    input: TensorSpec
+    output: TensorSpec
+
+
+class VariableInfo(Record):
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+class TrainedModel(Record):
+    """The train stage's hand-off: an object-based checkpoint of the trained model and its history."""
+
+    artifact: Artifact
+    prefix: str = Field(description="Checkpoint prefix relative to the artifact root.")
+    entrypoint: str
+    entrypoint_digest: str
+    interface: ModelInterface
+    variables: tuple[VariableInfo, ...]
+    losses: tuple[float, ...] = Field(description="Training loss after each epoch.")
+    tensorflow_version: str
+
+
+class Checkpoint(Record):
+    """A checkpoint in TF1 Saver format (with a .meta graph) or TF2 object-based format."""
+
+    artifact: Artifact
+    prefix: str = Field(description="Checkpoint prefix relative to the artifact root, e.g. 'model'.")
+    format: CheckpointFormat
+    entrypoint: Optional[str] = Field(
+        default=None, description="Builds the model of a TF2 checkpoint (package.module:function)."
+    )
+    entrypoint_digest: Optional[str] = None
+    interface: Optional[ModelInterface] = Field(
+        default=None, description="Known when the checkpoint was written by freezeflow or derived from the graph."
+    )
+    variables: tuple[VariableInfo, ...] = ()
+
+    @property
+    def prefix_path(self) -> Path:
+        return self.artifact.path(self.prefix)
+
+
+class FrozenGraph(Record):
+    artifact: Artifact
+    filename: str = "frozen_graph.pb"
+    input_tensor: str = Field(description="Name of the input tensor in the frozen graph, e.g. 'x:0'.")
+    output_tensor: str = Field(description="Name of the output tensor in the frozen graph, e.g. 'y:0'.")
+    input_dtype: str
+    output_nodes: tuple[str, ...]
+    engine: str = Field(description="Which conversion froze it.")
+    node_count: int
+
+    @property
+    def graph_path(self) -> Path:
+        return self.artifact.path(self.filename)
+
+
+class ExportedModel(Record):
+    """A SavedModel folder (saved_model.pb, variables/) with one predict signature."""
+
+    artifact: Artifact
+    tag: str = "serve"
+    signature_key: str = "serving_default"
+    input_key: str
+    output_key: str
+
+
+class Prediction(Record):
+    source: Literal["checkpoint", "frozen_graph", "saved_model"]
+    outputs: list
+
+
+class CheckResult(Record):
+    name: str
+    passed: bool
+    detail: str
+
+
+class ValidationReport(Record):
+    passed: bool
+    tolerance: float
+    reference_inputs: list
+    predictions: tuple[Prediction, ...]
+    max_abs_difference: float
+    checks: tuple[CheckResult, ...]
+    artifact: Artifact = Field(description="report.json and report.md.")
+
+
+class Publication(Record):
+    """A complete version at a destination: its files are there and its manifest was written last."""
+
+    destination: str
+    model_name: str
+    version: int
+    uri: str = Field(description="Where the version lives: a folder path or gs:// URI.")
+    content_digest: str = Field(description="Digest over the published files, manifest excluded.")
+    manifest_sha256: str
+    files: tuple[FileDigest, ...]
+    reused: bool = Field(default=False, description="True when identical content was already published.")

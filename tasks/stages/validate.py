@@ -1,0 +1,265 @@
+"""Stage 5, validate: the checkpoint, the frozen graph and the SavedModel must give the same answers.
+
+It runs the same reference inputs through all three, checks the SavedModel's contract (tag,
+signature key, dtypes, a dynamic batch dimension) and that no device pins remain, and writes a report
+(``report.json`` and ``report.md``). Every violation is collected into one message; nothing that
+disagrees is let through with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from prefect import task
+
+from tasks.core import workspace
+from tasks.core.cache_keys import stage_token
+from tasks.stages.cache_policy import stage_policy
+from tasks.stages.checkpoint import restore_trackable, restored_session
+from tasks.core.errors import ParameterError, ValidationFailed
+from tasks.stages.export import TAG, read_saved_model_proto
+from tasks.stages.freeze import load_graph_def
+from tasks.core.records import (
+    Artifact,
+    Checkpoint,
+    CheckResult,
+    ExportedModel,
+    FrozenGraph,
+    ModelInterface,
+    Prediction,
+    ValidationReport,
+)
+from tasks.serving.server import serving_check
+
+STAGE_MODULES = (
+    "tasks.stages.validate", "tasks.stages.export", "tasks.stages.freeze", "tasks.stages.checkpoint", "tasks.tf.entrypoints", "tasks.core.records",
+    "tasks.serving.server", "tasks.serving.repository", "tasks.serving.sources", "tasks.serving.rest", "tasks.serving.predict",
+)
+
+
+def reference_batch(reference_inputs: list, interface: ModelInterface) -> Any:
+    """The reference inputs as one batch of the model's input dtype; wrong shape or dtype is refused."""
+    import numpy as np
+
+    spec = interface.input
+    if not isinstance(reference_inputs, list) or not reference_inputs:
+        raise ParameterError("reference_inputs must be a non-empty list of instances, e.g. [2.0, 4.0, 6.0]")
+    try:
+        raw = np.asarray(reference_inputs)
+    except ValueError as exc:
+        raise ParameterError(f"reference_inputs: instances have different shapes ({exc})") from exc
+    if raw.dtype.kind in "OUS" and spec.dtype != "string":
+        raise ParameterError(
+            f"reference_inputs: values of type {raw.dtype.kind == 'O' and 'mixed' or 'string'} cannot feed input "
+            f"{spec.name!r} of dtype {spec.dtype}"
+        )
+    if spec.dtype.startswith(("int", "uint")) and raw.dtype.kind == "f" and not np.all(np.mod(raw, 1) == 0):
+        raise ParameterError(f"reference_inputs: non-integer values cannot feed input {spec.name!r} of dtype {spec.dtype}")
+    if spec.dtype == "bool" and raw.dtype.kind != "b":
+        raise ParameterError(f"reference_inputs: input {spec.name!r} takes booleans (true/false)")
+    batch = raw.astype(np.dtype(spec.dtype) if spec.dtype not in ("string", "bfloat16") else object)
+    if spec.shape is not None:
+        want = spec.shape[1:]
+        got = batch.shape[1:]
+        if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+            shown = "[" + ", ".join("?" if d is None else str(d) for d in want) + "]"
+            raise ParameterError(
+                f"reference_inputs: each instance has shape {list(got)}, but input {spec.name!r} takes instances "
+                f"of shape {shown} (dtype {spec.dtype})"
+            )
+    return batch
+
+
+def predict_checkpoint(checkpoint: Checkpoint, batch: Any) -> Any:
+    import tensorflow as tf
+
+    assert checkpoint.interface is not None
+    if checkpoint.format == "tf2":
+        assert checkpoint.entrypoint
+        from tasks.tf.entrypoints import serving_function
+
+        model = restore_trackable(checkpoint.entrypoint, checkpoint.prefix_path)
+        return serving_function(model, checkpoint.entrypoint)(tf.constant(batch)).numpy()
+    with restored_session(checkpoint) as (_, session):
+        return session.run(checkpoint.interface.output.name + ":0", {checkpoint.interface.input.name + ":0": batch})
+
+
+def predict_frozen(frozen: FrozenGraph, batch: Any) -> Any:
+    """Load the frozen graph as users do, ``import_graph_def(..., name="")``, and run it."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        tf.import_graph_def(load_graph_def(frozen.graph_path), name="")
+        return session.run(frozen.output_tensor, {frozen.input_tensor: batch})
+
+
+def predict_saved_model(exported: ExportedModel, batch: Any) -> Any:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(exported.artifact.path()), tags=[exported.tag])
+    signature = loaded.signatures[exported.signature_key]
+    return signature(**{exported.input_key: tf.constant(batch)})[exported.output_key].numpy()
+
+
+def contract_checks(exported: ExportedModel, frozen: FrozenGraph, interface: ModelInterface) -> list[CheckResult]:
+    """The SavedModel's tag, signature, dtypes and batch dimension; device pins in either graph."""
+    import tensorflow as tf
+
+    checks: list[CheckResult] = []
+    proto = read_saved_model_proto(exported.artifact.path())
+    graphs = [m for m in proto.meta_graphs if TAG in m.meta_info_def.tags]
+    checks.append(CheckResult(name="tag", passed=bool(graphs), detail=f"meta graph tagged {TAG!r}"))
+    if not graphs:
+        return checks
+    meta = graphs[0]
+    signature = meta.signature_def.get(exported.signature_key)
+    checks.append(CheckResult(name="signature", passed=signature is not None,
+                              detail=f"signature {exported.signature_key!r} present"))
+    if signature is None:
+        return checks
+    for role, key, want in (("input", exported.input_key, interface.input.dtype),
+                            ("output", exported.output_key, interface.output.dtype)):
+        table = signature.inputs if role == "input" else signature.outputs
+        info = table.get(key)
+        if info is None:
+            checks.append(CheckResult(name=f"{role} key", passed=False,
+                                      detail=f"signature has no {role} {key!r} (has {sorted(table)})"))
+            continue
+        got = tf.dtypes.as_dtype(info.dtype).name
+        checks.append(CheckResult(name=f"{role} dtype", passed=got == want, detail=f"{key}: {got}, expected {want}"))
+        if role == "input":
+            shape = info.tensor_shape
+            dynamic = shape.unknown_rank or (len(shape.dim) > 0 and shape.dim[0].size == -1)
+            checks.append(CheckResult(name="batch dimension", passed=dynamic,
+                                      detail="dynamic" if dynamic else f"fixed at {shape.dim[0].size if shape.dim else 'scalar'}"))
+    pinned = [n.name for n in meta.graph_def.node if n.device]
+    pinned += [n.name for f in meta.graph_def.library.function for n in f.node_def if n.device]
+    frozen_def = load_graph_def(frozen.graph_path)
+    pinned += [n.name for n in frozen_def.node if n.device]
+    checks.append(CheckResult(name="no device pins", passed=not pinned,
+                              detail="none" if not pinned else "pinned: " + ", ".join(pinned[:5])))
+    return checks
+
+
+def markdown_report(report_data: dict[str, Any]) -> str:
+    lines = ["# Validation", "", f"**{'PASSED' if report_data['passed'] else 'FAILED'}**, tolerance "
+             f"{report_data['tolerance']:g}, largest difference {report_data['max_abs_difference']:.3g}", "",
+             "| input | checkpoint | frozen graph | SavedModel |", "|---|---|---|---|"]
+    preds = {p["source"]: p["outputs"] for p in report_data["predictions"]}
+    for i, value in enumerate(report_data["reference_inputs"]):
+        cells = [json.dumps(preds.get(src, [None] * (i + 1))[i]) for src in ("checkpoint", "frozen_graph", "saved_model")]
+        lines.append(f"| {json.dumps(value)} | " + " | ".join(cells) + " |")
+    lines += ["", "| check | result | detail |", "|---|---|---|"]
+    lines += [f"| {c['name']} | {'ok' if c['passed'] else 'FAILED'} | {c['detail']} |" for c in report_data["checks"]]
+    return "\n".join(lines) + "\n"
+
+
+def _difference(out: Any, reference: Any) -> float:
+    """Largest absolute difference; infinite when shapes differ or non-numeric values are unequal."""
+    import numpy as np
+
+    if out.shape != reference.shape:
+        return float("inf")
+    if out.dtype.kind in "fiub" and reference.dtype.kind in "fiub":
+        return float(np.max(np.abs(out.astype("float64") - reference.astype("float64")))) if out.size else 0.0
+    return 0.0 if np.array_equal(out, reference) else float("inf")
+
+
+def validate_model(
+    checkpoint: Checkpoint,
+    frozen: FrozenGraph,
+    exported: ExportedModel,
+    reference_inputs: list,
+    tolerance: float = 1e-6,
+) -> ValidationReport:
+    """Compare the three formats on ``reference_inputs``; the report says whether they agree (see :func:`require_passed`)."""
+    import numpy as np
+
+    if not tolerance >= 0:
+        raise ParameterError(f"tolerance must be 0 or more, got {tolerance}")
+    assert checkpoint.interface is not None
+    for record in (checkpoint, frozen, exported):
+        record.artifact.verify()
+    batch = reference_batch(reference_inputs, checkpoint.interface)
+    outputs = {
+        "checkpoint": np.asarray(predict_checkpoint(checkpoint, batch)),
+        "frozen_graph": np.asarray(predict_frozen(frozen, batch)),
+        "saved_model": np.asarray(predict_saved_model(exported, batch)),
+    }
+    checks = contract_checks(exported, frozen, checkpoint.interface)
+    reference = outputs["checkpoint"]
+    # The guide's last step: the SavedModel behind TF Serving's REST contract gives the same answers.
+    checks.append(serving_check(exported, reference_inputs, reference.tolist(), tolerance))
+    max_diff = 0.0
+    for source in ("frozen_graph", "saved_model"):
+        out = outputs[source]
+        same_shape = out.shape == reference.shape
+        diff = _difference(out, reference)
+        max_diff = max(max_diff, diff)
+        checks.append(CheckResult(
+            name=f"{source} matches checkpoint", passed=same_shape and diff <= tolerance,
+            detail=f"shape {list(out.shape)} vs {list(reference.shape)}, max |difference| {diff:.3g}",
+        ))
+    passed = all(c.passed for c in checks)
+    token = stage_token("validate", STAGE_MODULES,
+                        {"c": checkpoint, "f": frozen, "e": exported, "r": reference_inputs, "t": tolerance})
+    data = {
+        "passed": passed,
+        "tolerance": tolerance,
+        "reference_inputs": reference_inputs,
+        "predictions": [{"source": s, "outputs": o.tolist()} for s, o in outputs.items()],
+        "max_abs_difference": max_diff if np.isfinite(max_diff) else -1.0,
+        "checks": [c.model_dump() for c in checks],
+    }
+    final = workspace.stage_dir("validate", token)
+    with workspace.building(final) as scratch:
+        (scratch / "report.json").write_text(json.dumps(data, indent=2) + "\n")
+        (scratch / "report.md").write_text(markdown_report(data))
+    return ValidationReport(
+        passed=passed,
+        tolerance=tolerance,
+        reference_inputs=reference_inputs,
+        predictions=tuple(Prediction(source=s, outputs=o.tolist()) for s, o in outputs.items()),
+        max_abs_difference=data["max_abs_difference"],
+        checks=tuple(checks),
+        artifact=Artifact.of(final),
+    )
+
+
+def require_passed(report: ValidationReport) -> None:
+    failed = [f"{c.name} ({c.detail})" for c in report.checks if not c.passed]
+    if failed:
+        raise ValidationFailed(
+            f"validation failed, see {report.artifact.path('report.md')}: " + "; ".join(failed)
+        )
+
+
+@task(
+    name="validate",
+    cache_policy=stage_policy("validate", *STAGE_MODULES, ignore=("report_key",)),
+    result_serializer="json",
+    persist_result=True,
+    cache_result_in_memory=False,
+)
+def validate(
+    checkpoint: Checkpoint,
+    frozen: FrozenGraph,
+    exported: ExportedModel,
+    reference_inputs: list,
+    tolerance: float,
+    report_key: Optional[str] = None,
+) -> ValidationReport:
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    report = validate_model(checkpoint, frozen, exported, reference_inputs, tolerance)
+    markdown = report.artifact.path("report.md").read_text()
+    create_markdown_artifact(markdown=markdown, key=report_key,
+                             description="Checkpoint, frozen graph and SavedModel compared")
+    create_table_artifact(
+        table=[{"check": c.name, "passed": c.passed, "detail": c.detail} for c in report.checks],
+        key=f"{report_key}-table" if report_key else None,
+        description="Validation checks",
+    )
+    require_passed(report)
+    return report

@@ -1,0 +1,99 @@
+"""The interface every place that holds published versions implements, and what they share.
+
+A :class:`Destination` publishes a set of files as the next version of a model, atomically for
+readers: a version exists only once its ``manifest.json`` does, and the manifest is written after
+every file has been copied and verified. Publishing content already published returns that version
+and writes nothing. Both backends hold byte-identical layouts (see :mod:`tasks.core.layout`).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from tasks.core import layout
+from tasks.core.digests import combined_digest
+from tasks.core.records import FileDigest, Publication
+
+
+@dataclass(frozen=True)
+class PublishFile:
+    """One file to publish: where it is now and its path inside the version folder."""
+
+    source: Path
+    name: str
+    sha256: str
+    size: int
+
+
+def content_digest(files: list[PublishFile]) -> str:
+    return combined_digest([(f.name, f.sha256) for f in files])
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+class Destination(ABC):
+    """A place that holds versions of models."""
+
+    uri: str
+
+    @abstractmethod
+    def published_versions(self, model: str) -> list[int]:
+        """Versions of ``model`` whose manifest exists, ascending."""
+
+    @abstractmethod
+    def read_manifest(self, model: str, version: int) -> Optional[dict[str, Any]]:
+        """The manifest of a version, or None when the version is not (completely) published."""
+
+    @abstractmethod
+    def _publish_new(self, model: str, files: list[PublishFile], manifest: dict[str, Any]) -> Publication:
+        """Write ``files`` and then ``manifest`` as a new version; leave nothing visible on failure."""
+
+    @abstractmethod
+    def version_uri(self, model: str, version: int) -> str: ...
+
+    def models(self) -> list[str]:
+        return []
+
+    def find_published(self, model: str, digest: str) -> Optional[int]:
+        """The newest version of ``model`` whose content digest is ``digest``."""
+        for version in reversed(self.published_versions(model)):
+            manifest = self.read_manifest(model, version)
+            if manifest and manifest.get("content_digest") == digest:
+                return version
+        return None
+
+    def publish(self, model: str, files: list[PublishFile], manifest: dict[str, Any]) -> Publication:
+        """Publish ``files`` as the next version of ``model``, or return the version that already holds them."""
+        layout.check_model_name(model)
+        digest = content_digest(files)
+        existing = self.find_published(model, digest)
+        if existing is not None:
+            found = self.read_manifest(model, existing) or {}
+            return Publication(
+                destination=self.uri, model_name=model, version=existing,
+                uri=self.version_uri(model, existing), content_digest=digest,
+                manifest_sha256=_sha(manifest_bytes(found)),
+                files=tuple(FileDigest(path=f.name, sha256=f.sha256, size=f.size) for f in files), reused=True,
+            )
+        manifest = {**manifest, "schema": layout.MANIFEST_SCHEMA, "model": model, "content_digest": digest,
+                    "files": [{"path": f.name, "sha256": f.sha256, "size": f.size} for f in files],
+                    "created_at": datetime.now(timezone.utc).isoformat()}
+        return self._publish_new(model, files, manifest)
+
+    def is_published(self, publication: Publication) -> bool:
+        """True while the version a publication names is still there with the same manifest."""
+        found = self.read_manifest(publication.model_name, publication.version)
+        return found is not None and _sha(manifest_bytes(found)) == publication.manifest_sha256
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,408 @@
+"""Versions of models in Google Cloud Storage: claimed, uploaded, verified, then made visible by a manifest.
+
+    gs://BUCKET/PREFIX/MODEL/VERSION/...        the same files as a local version (see tasks.core.layout)
+    gs://BUCKET/PREFIX/MODEL/.claims/VERSION    a marker created with ifGenerationMatch=0: who owns a number
+
+A reader counts a version only once its ``manifest.json`` exists. A failed publish deletes what it
+uploaded (best effort) and keeps its claim, so a number is never handed out twice; a version left
+behind by a crash has no manifest and stays invisible.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import uuid
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+import google_crc32c
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from tasks.core import layout
+from tasks.storage.base import Destination, PublishFile, manifest_bytes
+from tasks.core.errors import ParameterError, PermanentDestinationError, StaleArtifactError, TransientDestinationError
+from tasks.storage.gcs_errors import classify, reason
+from tasks.storage.gcs_progress import UploadCancelled, UploadProgress, UploadReader
+from tasks.core.records import FileDigest, Publication
+
+logger = logging.getLogger("freezeflow.gcs")
+
+CLAIMS = ".claims"
+DIGEST_METADATA = "freezeflow-content-digest"  # on manifest.json: lets find_published skip manifests by listing
+_MIB = 1 << 20
+_CHUNK_QUANTUM = 256 * 1024  # resumable chunks must be multiples of this
+_CLAIM_ATTEMPTS = 100
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]*[a-z0-9]$")
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+# Control characters are refused by GCS; '#', '[', ']', '*', '?' break gsutil/gcloud wildcards and URLs.
+_BAD_OBJECT_CHARS = re.compile(r"[\x00-\x1f\x7f#\[\]*?]")
+
+
+def check_bucket_name(name: str) -> str:
+    """The bucket naming rules GCS applies, checked before any request is sent."""
+    problem = None
+    if not _BUCKET.match(name) or len(name) < 3:
+        problem = ("must be 3 or more lowercase letters, digits, '-', '_' or '.', starting and ending with a letter "
+                   "or digit")
+    elif len(name) > (222 if "." in name else 63):
+        problem = "is too long (63 characters, or 222 with dots)"
+    elif any(not part or len(part) > 63 for part in name.split(".")):
+        problem = "has an empty or longer than 63 characters dot-separated part"
+    elif _IPV4.match(name):
+        problem = "must not look like an IP address"
+    elif name.startswith("goog") or "google" in name:
+        problem = "must not start with 'goog' or contain 'google'"
+    if problem:
+        raise ParameterError(f"bucket name {name!r} {problem} (https://cloud.google.com/storage/docs/buckets#naming)")
+    return name
+
+
+def check_object_path(path: str, what: str) -> str:
+    """A '/'-separated object name part: no empty, '.' or '..' segment, nothing GCS or its tools refuse."""
+    if _BAD_OBJECT_CHARS.search(path):
+        raise ParameterError(f"{what} {path!r} holds a control character or one of # [ ] * ?; rename it")
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            raise ParameterError(f"{what} {path!r} has an empty, '.' or '..' segment; write the path it means")
+    if len(path.encode()) > 512:  # leaves room for MODEL/VERSION/variables/... under GCS's 1024-byte limit
+        raise ParameterError(f"{what} {path!r} is longer than 512 bytes; shorten it")
+    return path
+
+
+class GCSDestination(Destination):
+    """``gs://BUCKET/PREFIX``: versions as objects, credentials from Application Default Credentials."""
+
+    chunk_size: int = 64 * _MIB  # fewer, larger requests; a failed chunk re-sends at most this much
+    max_workers: int = 8  # requests' connection pool holds 10 connections per host
+    artifact_min_bytes: int = 64 * _MIB  # smaller uploads finish before a progress artifact would help
+    timeout: tuple[float, float] = (10.0, 120.0)  # (connect, read) seconds per request
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Optional[storage.Client] = None,
+        retry: Optional[Retry] = None,
+        chunk_size: Optional[int] = None,
+        max_workers: Optional[int] = None,
+        progress: Optional[bool] = None,
+        artifact_min_bytes: Optional[int] = None,
+    ) -> None:
+        self.bucket_name = check_bucket_name(bucket)
+        self.prefix = check_object_path(prefix.strip("/"), "prefix") if prefix.strip("/") else ""
+        self.uri = f"gs://{self.bucket_name}/{self.prefix}" if self.prefix else f"gs://{self.bucket_name}"
+        # The client's own retry (408, 429, 5xx, connection errors) with exponential backoff and jitter;
+        # tests inject a short one.
+        self.retry = retry if retry is not None else DEFAULT_RETRY
+        self._cleanup_retry = self.retry.with_timeout(min(self.retry.timeout or 30.0, 30.0))
+        self.chunk_size = chunk_size or self.chunk_size
+        if self.chunk_size % _CHUNK_QUANTUM:
+            raise ParameterError(f"chunk_size {self.chunk_size} must be a multiple of 256 KiB ({_CHUNK_QUANTUM})")
+        self.max_workers = max_workers or self.max_workers
+        self.progress = progress  # None: a bar only when stderr is a terminal
+        if artifact_min_bytes is not None:
+            self.artifact_min_bytes = artifact_min_bytes
+        self._client = client
+
+    @classmethod
+    def from_uri(cls, uri: str, **options: Any) -> "GCSDestination":
+        """``gs://bucket[/prefix]``, checked before anything is sent; ``options`` go to the constructor."""
+        if not uri.startswith("gs://"):
+            raise ParameterError(f"destination {uri!r} is not a gs://bucket/prefix URI")
+        bucket, _, prefix = uri[len("gs://"):].partition("/")
+        if prefix.endswith("/"):
+            prefix = prefix[:-1]  # one trailing slash is a common way to write a folder
+        if prefix:
+            check_object_path(prefix, f"prefix of {uri}")
+        return cls(bucket, prefix, **options)
+
+    @property
+    def client(self) -> storage.Client:
+        # Built on first use, so that parsing a URI needs no credentials; STORAGE_EMULATOR_HOST is honoured
+        # by the client itself (anonymous credentials when none are configured).
+        if self._client is None:
+            try:
+                self._client = storage.Client()
+            except Exception as exc:
+                raise self._error(exc, f"connecting to {self.uri}") from exc
+        return self._client
+
+    @property
+    def bucket(self) -> storage.Bucket:
+        return self.client.bucket(self.bucket_name)
+
+    def _key(self, *parts: str) -> str:
+        return "/".join([self.prefix, *parts] if self.prefix else parts)
+
+    def version_uri(self, model: str, version: int) -> str:
+        return f"{self.uri}/{layout.version_path(model, version)}"
+
+    # -- readers -------------------------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        top = self._key("") if self.prefix else ""
+        _, prefixes = self._list(top, delimiter="/", what=f"listing models at {self.uri}")
+        names = (p[len(top):].rstrip("/") for p in prefixes)
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    def published_versions(self, model: str) -> list[int]:
+        return sorted(self._manifests(model))
+
+    def read_manifest(self, model: str, version: int) -> Optional[dict[str, Any]]:
+        name = self._key(model, str(version), layout.MANIFEST)
+        data = self._download(name, f"reading {self.uri}/{model}/{version}/{layout.MANIFEST}")
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise PermanentDestinationError(
+                f"manifest gs://{self.bucket_name}/{name} is not JSON ({exc}); remove that version") from exc
+
+    def find_published(self, model: str, digest: str) -> Optional[int]:
+        """One listing finds the candidates: each manifest carries its content digest as object metadata."""
+        manifests = self._manifests(model)
+        for version in sorted(manifests, reverse=True):
+            hint = (manifests[version].metadata or {}).get(DIGEST_METADATA)
+            if hint is not None and hint != digest:
+                continue
+            manifest = self.read_manifest(model, version)  # the manifest, not the hint, decides
+            if manifest and manifest.get("content_digest") == digest:
+                return version
+        return None
+
+    def _manifests(self, model: str) -> dict[int, storage.Blob]:
+        """The manifest object of every complete version of ``model``."""
+        base = self._key(layout.check_model_name(model), "")
+        # matchGlob lists only manifests on GCS; fake-gcs-server ignores it, so names are filtered here as well.
+        blobs, _ = self._list(base, match_glob=f"{base}*/{layout.MANIFEST}", what=f"listing {self.uri}/{model}")
+        found: dict[int, storage.Blob] = {}
+        for blob in blobs:
+            folder, _, rest = blob.name[len(base):].partition("/")
+            version = layout.parse_version(folder)
+            if version is not None and rest == layout.MANIFEST:
+                found[version] = blob
+        return found
+
+    # -- publishing ----------------------------------------------------------------------------------------
+
+    def _publish_new(self, model: str, files: list[PublishFile], manifest: dict[str, Any]) -> Publication:
+        for item in files:
+            check_object_path(item.name, "file name")
+            if item.name == layout.MANIFEST:
+                raise ParameterError(f"file name {item.name!r} is reserved for the manifest")
+        digest = manifest["content_digest"]
+        try:
+            version = self._claim(model, digest)
+        except Exception as exc:
+            raise self._error(exc, f"claiming a version of {model} at {self.uri}") from exc
+        data = manifest_bytes({**manifest, "version": version})
+        manifest_tried = False
+        try:
+            crcs = self._upload_files(model, version, files)
+            self._verify(model, version, files, crcs)
+            manifest_tried = True
+            self._write_manifest(model, version, data, digest)
+        except BaseException as exc:
+            self._remove_unfinished(model, version, data if manifest_tried else None)
+            error = self._error(exc, f"publishing {self.version_uri(model, version)}")
+            if error is exc:
+                raise
+            raise error from exc
+        logger.info("published %s (%d files, %.1f MiB)", self.version_uri(model, version), len(files),
+                    sum(f.size for f in files) / _MIB)
+        return Publication(
+            destination=self.uri, model_name=model, version=version, uri=self.version_uri(model, version),
+            content_digest=digest, manifest_sha256=hashlib.sha256(data).hexdigest(),
+            files=tuple(FileDigest(path=f.name, sha256=f.sha256, size=f.size) for f in files),
+        )
+
+    def _claim(self, model: str, digest: str) -> int:
+        """Own the next free number by creating its marker; a taken number moves on to the next."""
+        claim = json.dumps({"claim_id": uuid.uuid4().hex, "content_digest": digest, "host": socket.gethostname(),
+                            "pid": os.getpid(), "claimed_at": datetime.now(timezone.utc).isoformat()},
+                           sort_keys=True).encode()
+        base = self._key(model, "")
+        _, folders = self._list(base, delimiter="/", what=f"listing {self.uri}/{model}")
+        claims, _ = self._list(base + CLAIMS + "/", what=f"listing claims of {self.uri}/{model}")
+        taken = [layout.parse_version(p[len(base):].rstrip("/")) for p in folders]
+        taken += [layout.parse_version(b.name.rsplit("/", 1)[-1]) for b in claims]
+        version = max((v for v in taken if v is not None), default=0) + 1
+        for _ in range(_CLAIM_ATTEMPTS):
+            blob = self.bucket.blob(f"{base}{CLAIMS}/{version}")
+            try:
+                # A small object goes up as one multipart request: the kind whose precondition the emulator
+                # enforces too (it ignores it on resumable uploads; field notes).
+                blob.upload_from_string(claim, content_type="application/json", if_generation_match=0,
+                                        retry=self.retry, timeout=self.timeout)
+                return version
+            except api_exceptions.PreconditionFailed:
+                # A create retried after its response was lost gets 412 although it succeeded.
+                if self._download(blob.name, f"reading claim {version} of {model}") == claim:
+                    return version
+            version += 1
+        raise TransientDestinationError(f"could not claim a version of {model} at {self.uri} in {_CLAIM_ATTEMPTS} "
+                                        "tries; too many publishers at once, retry")
+
+    def _upload_files(self, model: str, version: int, files: list[PublishFile]) -> list[str]:
+        """Upload every file, several at once; returns their CRC32Cs, computed from the bytes sent."""
+        progress = UploadProgress(
+            sum(f.size for f in files), f"upload {model} v{version}", show_bar=self.progress,
+            artifact_key=layout.artifact_key(model, "upload"), artifact_min_bytes=self.artifact_min_bytes)
+        cancelled = threading.Event()
+        order = sorted(range(len(files)), key=lambda i: -files[i].size)  # the largest file starts first
+        pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="gcs-upload")
+        futures: dict[int, Future[str]] = {
+            i: pool.submit(self._upload_one, self._key(model, str(version), files[i].name), files[i], i, progress,
+                           cancelled) for i in order}
+        first_error: Optional[BaseException] = None
+        pending = set(futures.values())
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    exc = None if future.cancelled() else future.exception()
+                    if exc is not None and first_error is None and not isinstance(exc, UploadCancelled):
+                        first_error = exc
+                        cancelled.set()  # the other workers stop at their next read
+                        for other in pending:
+                            other.cancel()
+                progress.render()
+        except BaseException:
+            cancelled.set()  # interrupted: stop the workers before anyone cleans up behind them
+            for future in futures.values():
+                future.cancel()
+            progress.close(completed=False)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        progress.close(completed=first_error is None)
+        if first_error is not None:
+            raise first_error
+        return [futures[i].result() for i in range(len(files))]
+
+    def _upload_one(self, name: str, item: PublishFile, index: int, progress: UploadProgress,
+                    cancelled: threading.Event) -> str:
+        """Upload one file; its SHA-256 must still be the recorded one. Returns the CRC32C of what was sent."""
+        # Above 8 MiB the client switches to a resumable upload sent in chunk_size pieces; a failed piece is
+        # resumed, not re-sent from the start.
+        blob = self.bucket.blob(name, chunk_size=self.chunk_size)
+        try:
+            handle = open(item.source, "rb")
+        except FileNotFoundError as exc:
+            raise StaleArtifactError(f"{item.source} is gone; run the stage that writes it again") from exc
+        with handle:
+            reader = UploadReader(handle, index, progress, cancelled)
+            try:
+                blob.upload_from_file(reader, size=item.size, content_type="application/octet-stream",
+                                      if_generation_match=0, checksum="crc32c", retry=self.retry,
+                                      timeout=self.timeout)
+            except api_exceptions.PreconditionFailed:
+                pass  # a create retried after its response was lost; _verify compares what is there
+        # Checksums of the bytes as they were read for sending: one pass over a large file, not two.
+        sha256, crc32c = reader.checksums(item.size) or _file_checksums(item)
+        if sha256 != item.sha256:
+            raise StaleArtifactError(f"{item.source} changed since it was recorded (digest differs); run the stage "
+                                     "that writes it again")
+        return crc32c
+
+    def _verify(self, model: str, version: int, files: list[PublishFile], crcs: list[str]) -> None:
+        """Every object's size and CRC32C against the local file, from one listing, before the manifest."""
+        base = self._key(model, str(version), "")
+        blobs, _ = self._list(base, what=f"verifying {self.version_uri(model, version)}")
+        found = {b.name[len(base):]: b for b in blobs}
+        problems = []
+        for item, crc in zip(files, crcs):
+            blob = found.pop(item.name, None)
+            if blob is None:
+                problems.append(f"{item.name} is missing")
+            elif blob.size != item.size or blob.crc32c != crc:
+                problems.append(f"{item.name} holds {blob.size} bytes with CRC32C {blob.crc32c}, "
+                                f"the local file {item.size} bytes with {crc}")
+        if found:
+            problems.append(f"unexpected objects {sorted(found)}")
+        if problems:
+            raise TransientDestinationError(
+                f"uploaded objects at {self.version_uri(model, version)} differ from the local files "
+                f"({'; '.join(problems)}); publishing again uploads them again")
+
+    def _write_manifest(self, model: str, version: int, data: bytes, digest: str) -> None:
+        blob = self.bucket.blob(self._key(model, str(version), layout.MANIFEST))
+        blob.metadata = {DIGEST_METADATA: digest}
+        try:
+            blob.upload_from_string(data, content_type="application/json", if_generation_match=0,
+                                    retry=self.retry, timeout=self.timeout)
+        except api_exceptions.PreconditionFailed:
+            if self._download(blob.name, f"reading back {self.version_uri(model, version)}/{layout.MANIFEST}") != data:
+                raise PermanentDestinationError(
+                    f"{self.version_uri(model, version)} got a manifest from another writer although this publish "
+                    f"claimed it; something writes to {self.uri} without claiming versions") from None
+
+    def _remove_unfinished(self, model: str, version: int, manifest: Optional[bytes]) -> None:
+        """Best effort: take back what a failed publish uploaded. The claim stays, so the number is not reused."""
+        base = self._key(model, str(version), "")
+        uri = self.version_uri(model, version)
+        options = {"retry": self._cleanup_retry, "timeout": self.timeout}
+        try:
+            if manifest is not None:
+                blob = self.bucket.get_blob(base + layout.MANIFEST, **options)
+                if blob is not None:
+                    if blob.download_as_bytes(**options) != manifest:
+                        return  # another writer's version: not ours to remove
+                    # The manifest goes first: a reader must never see a manifest whose files are going away.
+                    blob.delete(if_generation_match=blob.generation, **options)
+            for blob in self.client.list_blobs(self.bucket_name, prefix=base, **options):
+                try:
+                    blob.delete(**options)
+                except api_exceptions.NotFound:
+                    pass
+        except Exception as exc:
+            logger.warning("could not remove the unfinished version %s (%s); readers ignore it: it has no manifest",
+                           uri, reason(exc))
+
+    # -- requests and their errors -------------------------------------------------------------------------
+
+    def _list(self, prefix: str, *, what: str, delimiter: Optional[str] = None,
+              match_glob: Optional[str] = None) -> tuple[list[storage.Blob], set[str]]:
+        try:
+            pages = self.client.list_blobs(self.bucket_name, prefix=prefix or None, delimiter=delimiter,
+                                           match_glob=match_glob, retry=self.retry, timeout=self.timeout)
+            blobs = list(pages)
+            return blobs, set(pages.prefixes)
+        except Exception as exc:
+            raise self._error(exc, what, missing_bucket=True) from exc
+
+    def _download(self, name: str, what: str) -> Optional[bytes]:
+        """An object's bytes, or None when it does not exist."""
+        try:
+            return self.bucket.blob(name).download_as_bytes(retry=self.retry, timeout=self.timeout)
+        except api_exceptions.NotFound:
+            return None
+        except Exception as exc:
+            raise self._error(exc, what) from exc
+
+    def _error(self, exc: BaseException, what: str, missing_bucket: bool = False) -> BaseException:
+        return classify(exc, what, self.bucket_name, missing_bucket)
+
+
+def _file_checksums(item: PublishFile) -> tuple[str, str]:
+    """SHA-256 (hex) and CRC32C (base64, as GCS reports it) of a file, read again from disk."""
+    sha, crc = hashlib.sha256(), google_crc32c.Checksum()
+    with open(item.source, "rb") as handle:
+        while chunk := handle.read(4 * _MIB):
+            sha.update(chunk)
+            crc.update(chunk)
+    return sha.hexdigest(), base64.b64encode(crc.digest()).decode()

@@ -1,0 +1,111 @@
+"""Published versions in a local folder: built in a hidden staging folder, then renamed into place."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+from tasks.core import layout
+from tasks.core.digests import file_sha256
+from tasks.core.errors import ParameterError, PermanentDestinationError, TransientDestinationError
+from tasks.core.records import FileDigest, Publication
+from tasks.storage.base import Destination, PublishFile, manifest_bytes, _sha
+
+
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.EBUSY}
+
+
+def _classify(exc: OSError, what: str) -> Exception:
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return TransientDestinationError(f"{what}: {exc.strerror or exc}; retrying may help")
+    return PermanentDestinationError(
+        f"{what}: {exc.strerror or exc}; choose another destination (--dest) or fix its permissions"
+    )
+
+
+class LocalDestination(Destination):
+    """A folder. A version is built in a hidden staging folder, manifest included, then renamed into place."""
+
+    def __init__(self, root: str | Path) -> None:
+        text = str(root)
+        if not text.strip():
+            raise ParameterError("destination is empty; pass a folder or gs://bucket/prefix")
+        if ".." in Path(text).parts:
+            raise ParameterError(f"destination {text!r} has a '..' segment; pass the folder it means")
+        self.root = Path(text).expanduser().resolve()
+        self.uri = str(self.root)
+
+    def version_uri(self, model: str, version: int) -> str:
+        return str(self.root / layout.version_path(model, version))
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def published_versions(self, model: str) -> list[int]:
+        folder = self.root / model
+        if not folder.is_dir():
+            return []
+        versions = [layout.parse_version(p.name) for p in folder.iterdir()]
+        return sorted(v for v in versions if v is not None and (folder / str(v) / layout.MANIFEST).is_file())
+
+    def read_manifest(self, model: str, version: int) -> Optional[dict[str, Any]]:
+        path = self.root / model / str(version) / layout.MANIFEST
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except ValueError as exc:
+            raise PermanentDestinationError(f"manifest {path} is not JSON ({exc}); remove that version") from exc
+
+    def _publish_new(self, model: str, files: list[PublishFile], manifest: dict[str, Any]) -> Publication:
+        model_dir = self.root / model
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _classify(exc, f"destination {self.root} cannot be written") from exc
+        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        try:
+            staging.mkdir()
+            for item in files:
+                target = staging / item.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(item.source, target)
+                if target.stat().st_size != item.size or file_sha256(target) != item.sha256:
+                    raise TransientDestinationError(f"copy of {item.source} to {target} does not match its digest")
+            data = None
+            while True:
+                # Claiming a number = renaming the complete folder onto it: a rename onto an existing,
+                # non-empty folder fails, so two publishers can never share a version.
+                version = max(self._all_numbers(model_dir), default=0) + 1
+                data = manifest_bytes({**manifest, "version": version})
+                (staging / layout.MANIFEST).write_bytes(data)
+                try:
+                    os.rename(staging, model_dir / str(version))
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, (TransientDestinationError, PermanentDestinationError)):
+                raise
+            raise _classify(exc, f"publishing to {model_dir}") from exc
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return Publication(
+            destination=self.uri, model_name=model, version=version, uri=self.version_uri(model, version),
+            content_digest=manifest["content_digest"], manifest_sha256=_sha(data),
+            files=tuple(FileDigest(path=f.name, sha256=f.sha256, size=f.size) for f in files),
+        )
+
+    @staticmethod
+    def _all_numbers(model_dir: Path) -> list[int]:
+        return [v for v in (layout.parse_version(p.name) for p in model_dir.iterdir()) if v is not None]
