@@ -287,8 +287,7 @@ def serving_check(exported: ExportedModel, reference_inputs: list, expected: lis
     not ``serving_default``), what the guide sends to its deployed model. Every failure, from loading to
     a wrong answer, comes back as a failed check with the reason, so validation can collect it.
     """
-    import numpy as np
-
+    from tasks.core.tolerance import compare
     from tasks.serving.predict import predict_instances
 
     name = "serving"
@@ -309,18 +308,14 @@ def serving_check(exported: ExportedModel, reference_inputs: list, expected: lis
                                             max_attempts=1, timeout=60)
         except Exception as exc:
             return CheckResult(name=name, passed=False, detail=f"POST {server.model_url}:predict failed: {exc}")
-    got, want = np.asarray(predictions), np.asarray(expected)
-    if got.shape != want.shape:
-        return CheckResult(name=name, passed=False,
-                           detail=f"served predictions have shape {list(got.shape)}, expected {list(want.shape)}")
-    if got.dtype.kind in "fiub" and want.dtype.kind in "fiub":
-        diff = float(np.max(np.abs(got.astype("float64") - want.astype("float64")))) if got.size else 0.0
-        passed = diff <= tolerance
-    else:
-        diff, passed = (0.0, True) if got.tolist() == want.tolist() else (float("inf"), False)
+    comparison = compare(predictions, expected, rtol=0.0, atol=tolerance)
+    if not comparison.same_shape:
+        return CheckResult(name=name, passed=False, detail=f"served predictions have shape "
+                           f"{list(comparison.got_shape)}, expected {list(comparison.expected_shape)}")
+    passed = comparison.passed
     return CheckResult(name=name, passed=passed, detail=(
         f"REST predict gave {_few(predictions)}" + ("" if passed else f", expected {_few(expected)}")
-        + f"; max |difference| {diff:.3g} (tolerance {tolerance:g})"))
+        + f"; max |difference| {comparison.max_abs_difference:.3g} ({comparison.tolerance_text()})"))
 
 
 def _few(values: list) -> str:

@@ -30,11 +30,12 @@ from tasks.core.records import (
     Prediction,
     ValidationReport,
 )
+from tasks.core.tolerance import compare
 from tasks.serving.server import serving_check
 
 STAGE_MODULES = (
     "tasks.stages.validate", "tasks.stages.export", "tasks.stages.freeze", "tasks.stages.checkpoint", "tasks.tf.entrypoints", "tasks.core.records",
-    "tasks.serving.server", "tasks.serving.repository", "tasks.serving.sources", "tasks.serving.rest", "tasks.serving.predict",
+    "tasks.core.tolerance", "tasks.serving.server", "tasks.serving.repository", "tasks.serving.sources", "tasks.serving.rest", "tasks.serving.predict",
 )
 
 
@@ -155,17 +156,6 @@ def markdown_report(report_data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _difference(out: Any, reference: Any) -> float:
-    """Largest absolute difference; infinite when shapes differ or non-numeric values are unequal."""
-    import numpy as np
-
-    if out.shape != reference.shape:
-        return float("inf")
-    if out.dtype.kind in "fiub" and reference.dtype.kind in "fiub":
-        return float(np.max(np.abs(out.astype("float64") - reference.astype("float64")))) if out.size else 0.0
-    return 0.0 if np.array_equal(out, reference) else float("inf")
-
-
 def validate_model(
     checkpoint: Checkpoint,
     frozen: FrozenGraph,
@@ -194,12 +184,11 @@ def validate_model(
     max_diff = 0.0
     for source in ("frozen_graph", "saved_model"):
         out = outputs[source]
-        same_shape = out.shape == reference.shape
-        diff = _difference(out, reference)
-        max_diff = max(max_diff, diff)
+        comparison = compare(out, reference, rtol=0.0, atol=tolerance)
+        max_diff = max(max_diff, comparison.max_abs_difference)
         checks.append(CheckResult(
-            name=f"{source} matches checkpoint", passed=same_shape and diff <= tolerance,
-            detail=f"shape {list(out.shape)} vs {list(reference.shape)}, max |difference| {diff:.3g}",
+            name=f"{source} matches checkpoint", passed=comparison.passed,
+            detail=f"shape {list(out.shape)} vs {list(reference.shape)}, max |difference| {comparison.max_abs_difference:.3g}",
         ))
     passed = all(c.passed for c in checks)
     token = stage_token("validate", STAGE_MODULES,

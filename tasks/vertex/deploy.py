@@ -156,15 +156,18 @@ def smoke_request(manifest: dict[str, Any]) -> tuple[list, list]:
 
 
 def _compare(got: Any, expected: list, tolerance: float) -> Optional[str]:
-    import numpy as np
+    from tasks.core.tolerance import compare
 
-    have, want = np.asarray(got), np.asarray(expected)
-    if have.shape != want.shape:
-        return f"predictions {got} have shape {list(have.shape)}, expected {list(want.shape)}"
-    if have.dtype.kind not in "fiub" or want.dtype.kind not in "fiub":
-        return None if have.tolist() == want.tolist() else f"predictions {got}, expected {expected}"
-    diff = float(np.max(np.abs(have.astype("float64") - want.astype("float64")))) if have.size else 0.0
-    return None if diff <= tolerance else f"predictions {got} differ from {expected} by {diff:.3g} (tolerance {tolerance:g})"
+    comparison = compare(got, expected, rtol=0.0, atol=tolerance)
+    if not comparison.same_shape:
+        return (f"predictions {got} have shape {list(comparison.got_shape)}, "
+                f"expected {list(comparison.expected_shape)}")
+    if comparison.passed:
+        return None
+    if comparison.max_abs_difference == float("inf"):  # values that are not numbers, and differ
+        return f"predictions {got}, expected {expected}"
+    return (f"predictions {got} differ from {expected} by {comparison.max_abs_difference:.3g} "
+            f"({comparison.tolerance_text()})")
 
 
 def deploy_version(
