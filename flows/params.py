@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.core import names
+from tasks.core.layout import MODEL_NAME_PATTERN
 from tasks.tf.entrypoints import DEFAULT_ENTRYPOINT
 
 
@@ -48,12 +50,15 @@ class ValidationParams(BaseModel):
 
 ModelName = Annotated[
     str,
-    Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$", description="Name of the model at the destination: DEST/MODEL/VERSION."),
+    Field(pattern=MODEL_NAME_PATTERN, description="Name of the model at the destination: DEST/MODEL/VERSION."),
 ]
 DestinationURI = Annotated[str, Field(min_length=1, description="A local folder or gs://bucket/prefix.")]
-CheckpointFormat = Literal["tf1", "tf2"]
+CheckpointFormat = Annotated[
+    names.CheckpointFormat,
+    Field(description="tf1 (a TF1 Saver checkpoint with its .meta graph, the guide's) or tf2 (object-based)."),
+]
 FreezeEngine = Annotated[
-    Literal["stream", "tf"],
+    names.FreezeEngine,
     Field(description="TF1 freezing: 'stream' (freezeflow's engine, flat memory) or 'tf' (TensorFlow's own)."),
 ]
 

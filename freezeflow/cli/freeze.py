@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-_PROTOBUF_LIMIT = 2**31 - 1  # tasks.freeze_engine.PROTOBUF_LIMIT, repeated to keep --help import-free
+from tasks.core.names import PROTOBUF_LIMIT  # typing only: --help stays free of the engine and TensorFlow
 
 
 def freeze(
@@ -36,7 +36,7 @@ def freeze(
     max_bytes: Annotated[
         int,
         typer.Option("--max-bytes", min=1, help="Refuse graphs larger than this many bytes (protobuf's 2 GiB limit)."),
-    ] = _PROTOBUF_LIMIT,
+    ] = PROTOBUF_LIMIT,
 ) -> None:
     """Freeze a TF1 Saver checkpoint into a GraphDef whose variables are constants, without
     loading TensorFlow's runtime."""

@@ -9,14 +9,14 @@ still hold what it claims (:meth:`Artifact.verify`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.digests import combined_digest, file_sha256
 from tasks.core.errors import StaleArtifactError
-
-CheckpointFormat = Literal["tf1", "tf2"]
+from tasks.core.layout import FROZEN_GRAPH, SERVING_TAG, SIGNATURE_KEY
+from tasks.core.names import CheckpointFormat, ModelFormat
 
 
 class Record(BaseModel):
@@ -123,7 +123,7 @@ class Checkpoint(Record):
 
 class FrozenGraph(Record):
     artifact: Artifact
-    filename: str = "frozen_graph.pb"
+    filename: str = FROZEN_GRAPH
     input_tensor: str = Field(description="Name of the input tensor in the frozen graph, e.g. 'x:0'.")
     output_tensor: str = Field(description="Name of the output tensor in the frozen graph, e.g. 'y:0'.")
     input_dtype: str
@@ -140,14 +140,14 @@ class ExportedModel(Record):
     """A SavedModel folder (saved_model.pb, variables/) with one predict signature."""
 
     artifact: Artifact
-    tag: str = "serve"
-    signature_key: str = "serving_default"
+    tag: str = SERVING_TAG
+    signature_key: str = SIGNATURE_KEY
     input_key: str
     output_key: str
 
 
 class Prediction(Record):
-    source: Literal["checkpoint", "frozen_graph", "saved_model"]
+    source: ModelFormat
     outputs: list
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 
 from tasks.core.errors import CheckpointError, GraphTooLargeError, ParameterError, UnsupportedGraphError
+from tasks.core.names import PROTOBUF_LIMIT
 from tasks.freeze_engine import dtypes, protos, subgraph, tensor_data, writer
 from tasks.freeze_engine.bundle import TensorBundle, TensorSource
 from tasks.freeze_engine.files import CheckpointFiles, locate_checkpoint
@@ -17,7 +18,6 @@ from tasks.freeze_engine.graph_names import Message
 from tasks.freeze_engine.restore_map import restore_specs
 from tasks.freeze_engine.rewrite import VARIABLE_OPS, Value, rewrite
 
-PROTOBUF_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)

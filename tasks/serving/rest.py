@@ -15,7 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
-DEFAULT_SIGNATURE = "serving_default"
+from tasks.core.layout import SIGNATURE_KEY as DEFAULT_SIGNATURE
+
 RowOrColumns = Literal["row", "columnar"]
 
 _INT_RANGES = {

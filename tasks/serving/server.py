@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from tasks.core import layout
 from tasks.core.errors import ParameterError
 from tasks.core.records import CheckResult, ExportedModel
 from tasks.serving.repository import LoadedVersion, ModelRepository
@@ -301,7 +302,7 @@ def serving_check(exported: ExportedModel, reference_inputs: list, expected: lis
         status = _load_failure(exc, repository)
         return CheckResult(name=name, passed=False, detail=f"the SavedModel does not load for serving: {status}")
     instances = [{exported.input_key: value} for value in reference_inputs]
-    signature = None if exported.signature_key == "serving_default" else exported.signature_key
+    signature = None if exported.signature_key == layout.SIGNATURE_KEY else exported.signature_key
     with ModelServer(repository, host="127.0.0.1", port=0).start() as server:
         try:
             predictions = predict_instances(server.model_url, instances, signature_name=signature,

@@ -25,7 +25,8 @@ from tasks.tf.entrypoints import (
     serving_function,
     variable_name,
 )
-from tasks.core.records import Artifact, Checkpoint, CheckpointFormat, ModelInterface, TensorSpec, TrainedModel, VariableInfo
+from tasks.core.names import CheckpointFormat
+from tasks.core.records import Artifact, Checkpoint, ModelInterface, TensorSpec, TrainedModel, VariableInfo
 
 STAGE_MODULES = ("tasks.stages.checkpoint", "tasks.tf.entrypoints", "tasks.core.records")
 PREFIX = "model"

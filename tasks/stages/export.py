@@ -16,11 +16,10 @@ from tasks.core.cache_keys import stage_token
 from tasks.stages.cache_policy import stage_policy
 from tasks.stages.checkpoint import restore_trackable, restored_session
 from tasks.core.errors import CheckpointError, ParameterError
+from tasks.core.layout import SERVING_TAG, SIGNATURE_KEY
 from tasks.core.records import Artifact, Checkpoint, ExportedModel
 
 STAGE_MODULES = ("tasks.stages.export", "tasks.stages.checkpoint", "tasks.stages.freeze", "tasks.tf.entrypoints", "tasks.core.records")
-SIGNATURE_KEY = "serving_default"
-TAG = "serve"
 LOCAL_VERSION = "1"
 
 
@@ -41,7 +40,7 @@ def _export_tf1(checkpoint: Checkpoint, input_key: str, output_key: str, target:
         )
         builder = tf.compat.v1.saved_model.Builder(target)
         builder.add_meta_graph_and_variables(
-            session, [TAG], signature_def_map={SIGNATURE_KEY: signature}, strip_default_attrs=True,
+            session, [SERVING_TAG], signature_def_map={SIGNATURE_KEY: signature}, strip_default_attrs=True,
             clear_devices=True,
         )
         builder.save()
@@ -100,7 +99,7 @@ def export_saved_model(checkpoint: Checkpoint, input_key: str = "inputs", output
         else:
             _export_tf2(checkpoint, input_key, output_key, target)
     exported = ExportedModel(
-        artifact=Artifact.of(final / LOCAL_VERSION), tag=TAG, signature_key=SIGNATURE_KEY,
+        artifact=Artifact.of(final / LOCAL_VERSION), tag=SERVING_TAG, signature_key=SIGNATURE_KEY,
         input_key=input_key, output_key=output_key,
     )
     check_exported(exported)
@@ -122,9 +121,9 @@ def check_exported(exported: ExportedModel) -> None:
     if "saved_model.pb" not in names or "variables/variables.index" not in names:
         raise CheckpointError(f"SavedModel {exported.artifact.root} is incomplete: {sorted(names)}")
     proto = read_saved_model_proto(exported.artifact.path())
-    graphs = [m for m in proto.meta_graphs if TAG in m.meta_info_def.tags]
+    graphs = [m for m in proto.meta_graphs if SERVING_TAG in m.meta_info_def.tags]
     if not graphs or SIGNATURE_KEY not in graphs[0].signature_def:
-        raise CheckpointError(f"SavedModel {exported.artifact.root} lacks tag {TAG!r} or signature {SIGNATURE_KEY!r}")
+        raise CheckpointError(f"SavedModel {exported.artifact.root} lacks tag {SERVING_TAG!r} or signature {SIGNATURE_KEY!r}")
 
 
 @task(

@@ -10,7 +10,7 @@ the model their entrypoint builds and frozen with ``convert_variables_to_constan
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from prefect import task
 
@@ -26,6 +26,8 @@ from tasks.stages.checkpoint import (
     restored_session,
 )
 from tasks.core.errors import CheckpointError, GraphTooLargeError, ParameterError
+from tasks.core.layout import FROZEN_GRAPH
+from tasks.core.names import PROTOBUF_LIMIT, FreezeEngine
 from tasks.core.records import Artifact, Checkpoint, FrozenGraph
 
 STAGE_MODULES = (
@@ -34,10 +36,7 @@ STAGE_MODULES = (
     "tasks.freeze_engine.subgraph", "tasks.freeze_engine.restore_map", "tasks.freeze_engine.bundle",
     "tasks.freeze_engine.tensor_data",
 )
-FreezeEngine = Literal["stream", "tf"]
 ENGINE_NAMES = {"stream": "freezeflow-stream", "tf": "tensorflow-v1"}
-FILENAME = "frozen_graph.pb"
-PROTOBUF_LIMIT = 2**31 - 1  # a serialized protobuf message may not exceed 2 GiB
 
 
 def default_output_nodes(checkpoint: Checkpoint, graph_def: Any) -> list[str]:
@@ -156,7 +155,7 @@ def freeze_checkpoint(
 
             assert checkpoint.interface is not None, "describe_checkpoint fills in a TF1 checkpoint's interface"
             with workspace.building(final) as scratch:
-                stats = stream_freeze(checkpoint.prefix_path, nodes, scratch / FILENAME, max_bytes=max_bytes)
+                stats = stream_freeze(checkpoint.prefix_path, nodes, scratch / FROZEN_GRAPH, max_bytes=max_bytes)
             input_node, input_dtype = checkpoint.interface.input.name, checkpoint.interface.input.dtype
             node_count = stats.node_count
         else:
@@ -169,7 +168,7 @@ def freeze_checkpoint(
         input_dtype, node_count = _write(graph_def, input_node, final)
         engine_name = "tensorflow-v2"
     frozen = FrozenGraph(
-        artifact=Artifact.of(final, [FILENAME]),
+        artifact=Artifact.of(final, [FROZEN_GRAPH]),
         input_tensor=input_node + ":0",
         output_tensor=output_tensor,
         input_dtype=input_dtype,
@@ -187,7 +186,7 @@ def _write(graph_def: Any, input_node: str, final: Path) -> tuple[str, int]:
         (_dtype_name(n.attr["dtype"].type) for n in graph_def.node if n.name == input_node), "float32"
     )
     with workspace.building(final) as scratch:
-        (scratch / FILENAME).write_bytes(graph_def.SerializeToString())
+        (scratch / FROZEN_GRAPH).write_bytes(graph_def.SerializeToString())
     return input_dtype, len(graph_def.node)
 
 

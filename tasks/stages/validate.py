@@ -18,8 +18,9 @@ from tasks.core.cache_keys import stage_token
 from tasks.stages.cache_policy import stage_policy
 from tasks.stages.checkpoint import restore_trackable, restored_session
 from tasks.core.errors import ParameterError, ValidationFailed
-from tasks.stages.export import TAG, read_saved_model_proto
+from tasks.stages.export import read_saved_model_proto
 from tasks.stages.freeze import load_graph_def
+from tasks.core.layout import SERVING_TAG
 from tasks.core.records import (
     Artifact,
     Checkpoint,
@@ -109,8 +110,8 @@ def contract_checks(exported: ExportedModel, frozen: FrozenGraph, interface: Mod
 
     checks: list[CheckResult] = []
     proto = read_saved_model_proto(exported.artifact.path())
-    graphs = [m for m in proto.meta_graphs if TAG in m.meta_info_def.tags]
-    checks.append(CheckResult(name="tag", passed=bool(graphs), detail=f"meta graph tagged {TAG!r}"))
+    graphs = [m for m in proto.meta_graphs if SERVING_TAG in m.meta_info_def.tags]
+    checks.append(CheckResult(name="tag", passed=bool(graphs), detail=f"meta graph tagged {SERVING_TAG!r}"))
     if not graphs:
         return checks
     meta = graphs[0]

@@ -374,5 +374,5 @@ def deploy_published(version_uri: str, params: VertexParams, credentials: Any = 
     destination, model, version = split_version_uri(version_uri)
     manifest = open_destination(destination).read_manifest(model, version)
     if manifest is None:
-        raise ParameterError(f"{version_uri} has no manifest.json: it is not a complete published version")
+        raise ParameterError(f"{version_uri} has no {layout.MANIFEST}: it is not a complete published version")
     return deploy_version(version_uri, manifest, model, version, params, credentials)
