@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
+from tasks.core.errors import FreezeflowError
 from tasks.core.layout import SIGNATURE_KEY as DEFAULT_SIGNATURE
 
 RowOrColumns = Literal["row", "columnar"]
@@ -27,8 +28,12 @@ _INT_RANGES = {
 _FLOATS = ("float16", "bfloat16", "float32", "float64", "half", "float", "double")
 
 
-class RequestError(Exception):
-    """A request the server answers with ``{"error": message}`` and ``status``; never a server fault."""
+class RequestError(FreezeflowError, ValueError):
+    """A request the server answers with ``{"error": message}`` and ``status``; never a server fault.
+
+    The only exception :func:`parse_json_body`, :func:`signature_name_of` and :func:`parse_predict_request`
+    raise, whatever bytes they are given (the fuzz targets hold them to it).
+    """
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -76,6 +81,8 @@ def parse_json_body(body: bytes) -> dict[str, Any]:
         raise RequestError(f"JSON Parse error: {exc.msg} at offset {exc.pos}") from exc
     except RecursionError as exc:
         raise RequestError("JSON Parse error: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+        raise RequestError(f"JSON Parse error: {' '.join(str(exc).split())[:200]}") from exc
     if not isinstance(data, dict):
         raise RequestError("JSON Value is not an object: the body must be {\"instances\": [...]} or {\"inputs\": ...}")
     return data
@@ -176,7 +183,10 @@ def to_array(value: Any, info: TensorInfo, where: str, batched: bool) -> Any:
         array[:] = flat
         array = array.reshape(shape)
     else:
-        array = np.asarray(flat, dtype=_numpy_dtype(info.dtype)).reshape(shape)
+        try:
+            array = np.asarray(flat, dtype=_numpy_dtype(info.dtype)).reshape(shape)
+        except OverflowError as exc:  # an integer too large for any float, e.g. 10**400 for float32
+            raise RequestError(f"{where}: a number is out of the range of {info.dtype}") from exc
     if info.shape is not None:
         want = info.shape
         if len(want) != len(shape) or any(w is not None and w != g for w, g in zip(want, shape)):
@@ -212,7 +222,11 @@ def _walk(value: Any, flat: list[Any], dtype: str, where: str) -> tuple[int, ...
 def _leaf(value: Any, dtype: str, where: str) -> Any:
     if dtype == "string":
         if isinstance(value, str):
-            return value.encode("utf-8")
+            try:
+                return value.encode("utf-8")
+            except UnicodeEncodeError as exc:  # JSON's "\ud800" escapes a lone surrogate, which is no text
+                raise RequestError(f"{where}: a string is not valid Unicode ({exc.reason}); send bytes as "
+                                   "{\"b64\": ...}") from exc
         if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
