@@ -3,8 +3,10 @@
 :func:`predict_instances` splits a long list of instances into requests under a size limit (Vertex
 AI refuses bodies over 1.5 MB), sends them in order, retries 429 and 5xx answers and dropped
 connections with exponential backoff, and returns the predictions merged in the order of the
-instances. A Vertex AI URL gets an access token from Application Default Credentials; no other URL
-does, and the token is never logged or put in an error message.
+instances. ``timeout`` bounds the whole of it, retries and backoff included: a server that accepts
+and never answers costs at most that long, then one line says so. A Vertex AI URL gets an access token
+from Application Default Credentials; a ``token`` (the local server's ``--token-file``) is sent as
+``Authorization: Bearer``; neither is ever logged or put in an error message.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tasks.core.errors import ParameterError, PredictionError
 log = logging.getLogger("freezeflow.predict")
 
 VERTEX_MAX_REQUEST_BYTES = 1_500_000  # Vertex AI's online prediction request limit
+DEFAULT_TIMEOUT_SECONDS = 60.0  # the whole predict call, every request and retry included
 _SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
@@ -99,21 +102,31 @@ def send_predict_request(
     url: str,
     body: bytes,
     *,
-    timeout: float = 60.0,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    deadline: Optional[float] = None,
     max_attempts: int = 5,
     backoff_seconds: float = 0.5,
     max_backoff_seconds: float = 30.0,
     credentials: Any = None,
+    token: Optional[str] = None,
     client: Any = None,
     auth: Optional[_Auth] = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """POST one request body; retry 429, 5xx and dropped connections; the answer as JSON."""
+    """POST one request body; retry 429, 5xx and dropped connections; the answer as JSON.
+
+    ``timeout``: seconds for all attempts together (or ``deadline``, a ``time.monotonic()`` value shared
+    by several requests): each attempt waits at most the time left, and no backoff sleeps past it.
+    """
     import httpx
 
     if max_attempts < 1:
         raise ParameterError(f"max_attempts must be 1 or more, got {max_attempts}")
+    if timeout <= 0:
+        raise ParameterError(f"timeout must be more than 0 seconds, got {timeout}")
     target = predict_url(url)
+    if deadline is None:
+        deadline = time.monotonic() + timeout
     if auth is None and is_vertex_url(target):
         auth = _Auth(credentials)
     own = client is None
@@ -121,13 +134,22 @@ def send_predict_request(
     try:
         for attempt in range(1, max_attempts + 1):
             headers = {"Content-Type": "application/json", **(auth.headers() if auth else {})}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _out_of_time(target, timeout, "no attempt left in time", attempt - 1)
             try:
-                response = client.post(target, content=body, headers=headers, timeout=timeout)
+                response = client.post(target, content=body, headers=headers, timeout=left)
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if isinstance(exc, httpx.TimeoutException) and deadline - time.monotonic() < 0.05:
+                    raise _out_of_time(target, timeout, reason, attempt) from exc
                 if attempt == max_attempts:
                     raise PredictionError(f"POST {target} failed after {attempt} attempt(s): {reason}") from exc
                 delay = _backoff(attempt, backoff_seconds, max_backoff_seconds, None)
+                if delay >= deadline - time.monotonic():
+                    raise _out_of_time(target, timeout, reason, attempt) from exc
                 log.warning("POST %s: %s; retrying in %.1f s", target, reason, delay)
                 sleep(delay)
                 continue
@@ -141,12 +163,20 @@ def send_predict_request(
                     f"{target} answered {response.status_code} after {attempt} attempt(s): {reason}", response.status_code
                 )
             delay = _backoff(attempt, backoff_seconds, max_backoff_seconds, response.headers.get("Retry-After"))
+            if delay >= deadline - time.monotonic():
+                raise PredictionError(f"{target} answered {response.status_code} after {attempt} attempt(s) and "
+                                      f"the {timeout:g} s timeout leaves no time to retry: {reason}", response.status_code)
             log.warning("POST %s answered %d; retrying in %.1f s", target, response.status_code, delay)
             sleep(delay)
         raise AssertionError("unreachable")
     finally:
         if own:
             client.close()
+
+
+def _out_of_time(target: str, timeout: float, reason: str, attempts: int) -> PredictionError:
+    return PredictionError(f"POST {target}: no answer within the {timeout:g} s timeout ({reason}, after {attempts} "
+                           "attempt(s)); check that the server is up and answering, or give a longer --timeout")
 
 
 def _backoff(attempt: int, base: float, cap: float, retry_after: Optional[str]) -> float:
@@ -186,26 +216,33 @@ def predict_instances(
     *,
     signature_name: Optional[str] = None,
     max_request_bytes: int = VERTEX_MAX_REQUEST_BYTES,
-    timeout: float = 60.0,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
     max_attempts: int = 5,
     backoff_seconds: float = 0.5,
     credentials: Any = None,
+    token: Optional[str] = None,
 ) -> list:
-    """Predictions for ``instances``, in their order, from as many requests as the size limit needs."""
+    """Predictions for ``instances``, in their order, from as many requests as the size limit needs.
+
+    ``timeout`` bounds the whole call: every request, retry and backoff together.
+    """
     import httpx
 
     if not isinstance(instances, list) or not instances:
         raise ParameterError("instances must be a non-empty list, e.g. [{\"inputs\": 6.0}]")
     if max_request_bytes < 64:
         raise ParameterError(f"max_request_bytes must be at least 64, got {max_request_bytes}")
+    if timeout <= 0:
+        raise ParameterError(f"timeout must be more than 0 seconds, got {timeout}")
+    deadline = time.monotonic() + timeout
     target = predict_url(url)
     bodies = split_requests(instances, max_request_bytes, signature_name)
     auth = _Auth(credentials) if is_vertex_url(target) else None
     predictions: list = []
     with httpx.Client(timeout=timeout) as client:
         for number, (count, body) in enumerate(bodies, start=1):
-            answer = send_predict_request(target, body, timeout=timeout, max_attempts=max_attempts,
-                                          backoff_seconds=backoff_seconds, client=client, auth=auth)
+            answer = send_predict_request(target, body, timeout=timeout, deadline=deadline, max_attempts=max_attempts,
+                                          backoff_seconds=backoff_seconds, token=token, client=client, auth=auth)
             got = answer.get("predictions")
             if not isinstance(got, list) or len(got) != count:
                 shown = "no 'predictions' list" if not isinstance(got, list) else f"{len(got)} predictions"

@@ -186,10 +186,10 @@ class ModelRepository:
                     raise RequestError(f"Servable not found for request: Latest({self.name})", 404)
                 return self._loaded[max(self._loaded)]
             found = self._loaded.get(version)
-        if found is None:
+        if found is None:  # TF Serving's NOT_FOUND, which its REST API answers with 404
             raise RequestError(
                 f"Servable not found for request: Specific({self.name}, {version}); loaded versions: "
-                + (", ".join(map(str, self.versions())) or "none")
+                + (", ".join(map(str, self.versions())) or "none"), 404
             )
         return found
 
@@ -199,7 +199,7 @@ class ModelRepository:
             states = dict(self._states)
         if version is not None:
             if version not in states:
-                raise RequestError(f"Could not find version {version} of model {self.name}")
+                raise RequestError(f"Could not find version {version} of model {self.name}", 404)
             states = {version: states[version]}
         return {"model_version_status": [
             {"version": str(v), "state": s.state,

@@ -6,38 +6,45 @@ Routes (TF Serving's, https://www.tensorflow.org/tfx/serving/api_rest)::
     GET  /v1/models/NAME[/versions/N]/metadata   signature_def map
     POST /v1/models/NAME[/versions/N]:predict    row ("instances") or columnar ("inputs") form
 
-Errors are ``{"error": "..."}``: 400 for a bad request (malformed JSON, unknown input, wrong dtype or
-shape, unknown signature or version), 404 for an unknown model, 413 past the body limit, 500 only for a
-fault of the server itself. No request can stop the server.
+Errors are ``{"error": "..."}``, as TF Serving maps its status codes: 400 for a bad request (malformed
+JSON, unknown input, wrong dtype or shape, unknown signature, a method other than GET and POST), 404 for
+a model or version it does not have (NOT_FOUND), 401 without the bearer token when one is set, 413 past
+the body limit, 500 only for a fault of the server itself. No request can stop the server.
 
-Why a ``ThreadingHTTPServer`` and not an ASGI app under uvicorn: the work of a request is one blocking
-TensorFlow call that releases the GIL, so an event loop would only hand it to a thread pool anyway;
-threads keep the code synchronous (the house style), need no dependency, and start and stop
-in-process on a free port for the serving check in a few milliseconds. ``benchmarks/serve.py``
-measures what the HTTP layer costs against calling the model in-process.
+The HTTP layer is uvicorn running a Starlette app on one event loop, in a thread of its own (so the
+CLI, the serving check and the tests start and stop it the same way). The old standard-library
+``ThreadingHTTPServer`` (a thread per connection, kept as the baseline in ``benchmarks/serve_baseline.py``)
+served 1,525 requests/s at 8 clients but 1,005 at 64 with a p99 of 236 ms on two cores: 64 threads
+fighting for the GIL to parse HTTP. Here the loop parses requests and TensorFlow runs on a small thread
+pool; with ``batching`` (:mod:`tasks.serving.batching`) concurrent requests for one signature run as
+one call. ``benchmarks/serve.py`` measures both against the baseline in one run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import re
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
-from urllib.parse import urlsplit
 
 from tasks.core import layout
 from tasks.core.errors import ParameterError
 from tasks.core.records import CheckResult, ExportedModel
+from tasks.serving.access import BearerCheck, require_token_off_loopback
+from tasks.serving.batching import Answer, BatchingOptions, BatchScheduler, batch_key, batch_rows, run_one
 from tasks.serving.repository import LoadedVersion, ModelRepository
 from tasks.serving.rest import (
+    PredictRequest,
     RequestError,
+    SignatureSpec,
     encode,
     parse_json_body,
     parse_predict_request,
-    response_body,
     signature_name_of,
 )
 from tasks.serving.sources import LocalVersionSource, open_model_source
@@ -48,176 +55,182 @@ DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_POLL_SECONDS = 2.0
 DEFAULT_KEEP_VERSIONS = 2
-_DISCARD_LIMIT = 256 * 1024 * 1024
+# Bodies up to this size are parsed on the event loop (cheaper than a thread hop); larger ones in the
+# pool, so one big request does not stall every other connection while its JSON is read.
+_PARSE_ON_LOOP_BYTES = 64 * 1024
+_START_SECONDS = 30.0
 
 _PREDICT = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(predict|classify|regress)$", re.I)
 _STATUS = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(/metadata)?$", re.I)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection across requests
-    server_version = "freezeflow-serving"
-    timeout = 60  # an idle or stalled connection gives its thread back after this many seconds
-    # Headers and body go out in two writes; with Nagle's algorithm on, the second waits for the
-    # client's delayed ACK of the first: 40 ms a request on Linux (measured by benchmarks/serve.py).
-    disable_nagle_algorithm = True
-    server: "_HTTPServer"
+def _parse(loaded: LoadedVersion, raw: bytes) -> tuple[PredictRequest, SignatureSpec]:
+    body = parse_json_body(raw)
+    signature = loaded.signature(signature_name_of(body))
+    return parse_predict_request(body, signature.spec), signature.spec
 
-    def do_GET(self) -> None:
-        self._dispatch()
 
-    def do_POST(self) -> None:
-        self._dispatch()
+def _predict_alone(loaded: LoadedVersion, raw: bytes) -> Answer:
+    request, _ = _parse(loaded, raw)
+    return run_one(loaded.predict, request)
 
-    def handle_expect_100(self) -> bool:
-        """Refuse an oversized body before the client sends it (curl asks first for bodies over 1 KiB)."""
-        if self._body_too_large() is not None:
-            self._too_large()
-            return False
-        return super().handle_expect_100()
 
-    def _dispatch(self) -> None:
+class _Service:
+    """The answers: routes TF Serving's paths to the repository; one instance per server."""
+
+    def __init__(self, repository: ModelRepository, max_body_bytes: int, bearer: Optional[BearerCheck],
+                 executor: ThreadPoolExecutor, batching: Optional[BatchingOptions]) -> None:
+        self.repository = repository
+        self.max_body_bytes = max_body_bytes
+        self.bearer = bearer
+        self.executor = executor
+        self.scheduler = BatchScheduler(batching, executor) if batching else None
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI app: every path and method comes here (Starlette's router would answer 405 by itself)."""
+        from starlette.requests import Request
+
+        if scope["type"] == "http":
+            response = await self.endpoint(Request(scope, receive))
+            await response(scope, receive, send)
+
+    async def endpoint(self, request: Any) -> Any:
+        from starlette.responses import Response
+
         started = time.perf_counter()
-        status, body = self._answer()
-        self._send(status, body)
-        log.debug("%s %s %d %.1f ms", self.command, self.path, status, (time.perf_counter() - started) * 1000)
-
-    def _answer(self) -> tuple[int, dict[str, Any]]:
+        method, path = request.method, request.scope["path"]
+        headers: dict[str, str] = {}
         try:
-            return 200, self._route()
+            status, data = await self._answer(request, method, path)
         except RequestError as exc:
-            return exc.status, {"error": exc.message}
+            status, data = exc.status, encode({"error": exc.message})
+            if status == 413:
+                headers["Connection"] = "close"  # do not read the rest of an oversized body
+            elif status == 401:
+                headers["WWW-Authenticate"] = "Bearer"
         except Exception as exc:  # a bug or a TensorFlow fault: answer 500, keep serving
-            log.exception("internal error on %s %s", self.command, self.path)
-            return 500, {"error": f"Internal error: {' '.join(str(exc).split()) or type(exc).__name__}"}
+            log.exception("internal error on %s %s", method, path)
+            status = 500
+            data = encode({"error": f"Internal error: {' '.join(str(exc).split()) or type(exc).__name__}"})
+        if log.isEnabledFor(logging.DEBUG):  # method, path and status only: never a header (it may hold the token)
+            log.debug("%s %s %d %.1f ms", method, path, status, (time.perf_counter() - started) * 1000)
+        return Response(data, status_code=status, headers=headers, media_type="application/json")
 
-    def _route(self) -> dict[str, Any]:
-        path = urlsplit(self.path).path
-        repository = self.server.repository
-        if self.command == "POST":
+    async def _answer(self, request: Any, method: str, path: str) -> Answer:
+        if self.bearer is not None and not self.bearer.allows(request.headers.get("authorization")):
+            raise RequestError("Unauthorized: send the header 'Authorization: Bearer <token>' with the token "
+                               "in the server's --token-file", 401)
+        if method == "POST":
             match = _PREDICT.match(path)
             if not match:
-                self._drain()
                 raise RequestError(f"Malformed request: POST {path}", 404 if not path.startswith("/v1/") else 400)
-            name, version, label, method = match.groups()
-            body = self._read_body()
+            name, version, label, verb = match.groups()
+            raw = await self._read_body(request)
             self._check_model(name, label)
-            if method.lower() != "predict":
-                raise RequestError(f"{method} is not served here; send the same model a :predict request")
-            return self._predict(repository.get(int(version) if version else None), body)
+            if verb.lower() != "predict":
+                raise RequestError(f"{verb} is not served here; send the same model a :predict request")
+            return await self._predict(self.repository.get(int(version) if version else None), raw)
+        if method != "GET":  # TF Serving answers every other method so, with a JSON body
+            raise RequestError(f"Malformed request: {method} {path}")
         match = _STATUS.match(path)
         if not match:
             raise RequestError(f"Malformed request: GET {path}", 404 if not path.startswith("/v1/") else 400)
         name, version, label, metadata = match.groups()
         self._check_model(name, label)
         number = int(version) if version else None
-        return repository.metadata(number) if metadata else repository.status(number)
+        return 200, encode(self.repository.metadata(number) if metadata else self.repository.status(number))
 
     def _check_model(self, name: str, label: Optional[str]) -> None:
-        if name != self.server.repository.name:
+        if name != self.repository.name:
             raise RequestError(f"Servable not found for request: Latest({name})", 404)
         if label is not None:
             raise RequestError("version labels are not served here; name the version: /versions/N")
 
-    def _predict(self, loaded: LoadedVersion, raw: bytes) -> dict[str, Any]:
-        body = parse_json_body(raw)
-        signature = loaded.signature(signature_name_of(body))
-        request = parse_predict_request(body, signature.spec)
-        return response_body(loaded.predict(request.signature_name, request.inputs), request)
+    async def _read_body(self, request: Any) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise self._too_large(int(length))
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():  # chunked bodies too: the limit is counted as they arrive
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large(None)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
-    def _body_too_large(self) -> Optional[int]:
-        length = self.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self.server.max_body_bytes:
-            return int(length)
-        return None
+    def _too_large(self, size: Optional[int]) -> RequestError:
+        what = f"request body of {size} bytes" if size is not None else "request body"
+        return RequestError(f"{what} is larger than the limit of {self.max_body_bytes} bytes; "
+                            "send fewer instances per request", 413)
 
-    def _too_large(self) -> None:
-        size = self._body_too_large()
-        self.close_connection = True  # the unread body would otherwise be parsed as the next request
-        self._send(413, {"error": f"request body of {size} bytes is larger than the limit of "
-                                  f"{self.server.max_body_bytes} bytes; send fewer instances per request"})
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise RequestError("chunked request bodies are not accepted; send Content-Length", 411)
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            raise RequestError("Content-Length header missing or malformed", 411)
-        if int(length) > self.server.max_body_bytes:
-            self._discard(int(length))
-            raise RequestError(f"request body of {length} bytes is larger than the limit of "
-                               f"{self.server.max_body_bytes} bytes; send fewer instances per request", 413)
-        return self.rfile.read(int(length))
-
-    def _discard(self, length: int) -> None:
-        """Read and drop an oversized body, so a client that sends it all before reading still gets the 413.
-
-        Closing with the body unread would make the kernel reset the connection, and the client would
-        see a broken pipe instead of the answer. Past _DISCARD_LIMIT the connection is closed anyway.
-        """
-        self.close_connection = True
-        if length > _DISCARD_LIMIT:
-            return
-        left = length
-        while left > 0:
-            chunk = self.rfile.read(min(left, 1 << 16))
-            if not chunk:
-                return
-            left -= len(chunk)
-
-    def _drain(self) -> None:
-        """Read (or refuse) the body of a request answered with an error, so keep-alive stays in step."""
-        if self.headers.get("Content-Length") or self.headers.get("Transfer-Encoding"):
-            try:
-                self._read_body()
-            except RequestError:
-                pass
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = encode(body)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client left; nothing to answer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's signature
-        log.debug("%s - %s", self.address_string(), format % args)
+    async def _predict(self, loaded: LoadedVersion, raw: bytes) -> Answer:
+        loop = asyncio.get_running_loop()
+        if self.scheduler is None:
+            return await loop.run_in_executor(self.executor, _predict_alone, loaded, raw)
+        if len(raw) > _PARSE_ON_LOOP_BYTES:
+            request, spec = await loop.run_in_executor(self.executor, _parse, loaded, raw)
+        else:
+            request, spec = _parse(loaded, raw)
+        rows = batch_rows(request, spec)
+        if rows is None:
+            return await loop.run_in_executor(self.executor, run_one, loaded.predict, request)
+        return await self.scheduler.submit(batch_key(loaded, request), loaded.predict, request, rows)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # The listen backlog: 64 clients connecting at once overflow the default of 5, and the kernel then
-    # drops SYNs that clients retry only after a second.
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], repository: ModelRepository, max_body_bytes: int) -> None:
-        self.repository = repository
-        self.max_body_bytes = max_body_bytes
-        super().__init__(address, _Handler)
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only on connections whose socket says
+    # TCP, and with it on every answer (headers and body are two writes) waited 40 ms for the client's
+    # delayed ACK (measured: 44 ms per request with socket.create_server's proto 0, under 1 ms with this).
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        # A deep backlog: 64 clients connecting at once overflow a small one, and the kernel then drops
+        # SYNs that clients retry only after a second.
+        listener.listen(2048)
+        return listener
+    except (OSError, OverflowError) as exc:
+        listener.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ParameterError(f"cannot listen on {host}:{port} ({reason}); choose another --port or --host") from exc
 
 
 class ModelServer:
     """A running server: ``url`` is its base URL; ``close`` stops serving and polling."""
 
     def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, batching: Optional[BatchingOptions] = None,
+                 token: Optional[str] = None, threads: Optional[int] = None) -> None:
+        import uvicorn
+
         if max_body_bytes < 1:
             raise ParameterError(f"max_body_bytes must be 1 or more, got {max_body_bytes}")
+        require_token_off_loopback(host, token)
         self.repository = repository
-        try:
-            self._http = _HTTPServer((host, port), repository, max_body_bytes)
-        except OSError as exc:
-            raise ParameterError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port") from exc
-        self.host, self.port = self._http.server_address[:2]
+        self.batching = batching
+        self._socket = _listen(host, port)
+        self.host, self.port = self._socket.getsockname()[:2]
+        # TensorFlow runs here; a few threads per core keep both cores busy without 64 threads contending.
+        self._executor = ThreadPoolExecutor(max_workers=threads or 2 * (os.cpu_count() or 1) + 2,
+                                            thread_name_prefix="predict")
+        self._service = service = _Service(repository, max_body_bytes,
+                                           BearerCheck(token) if token is not None else None, self._executor, batching)
+        config = uvicorn.Config(
+            service.asgi, interface="asgi3", lifespan="off", log_config=None, access_log=False, server_header=False,
+            proxy_headers=False,  # nothing here trusts X-Forwarded-For
+            timeout_keep_alive=60,  # an idle client keeps its connection a minute, as before
+            timeout_graceful_shutdown=5,
+        )
+        self._uvicorn = uvicorn.Server(config)
         self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    @property
+    def batches(self) -> Optional[BatchScheduler]:
+        """The batch scheduler (its counters show what ran together), or None without batching."""
+        return self._service.scheduler
 
     @property
     def url(self) -> str:
@@ -228,21 +241,36 @@ class ModelServer:
     def model_url(self) -> str:
         return f"{self.url}/v1/models/{self.repository.name}"
 
-    def serve_forever(self) -> None:
-        self._http.serve_forever(poll_interval=0.2)
-
     def start(self) -> "ModelServer":
-        """Serve from a background thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="serving", daemon=True)
-        self._thread.start()
+        """Serve from a background thread; returns once the server accepts requests."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._socket]},
+                                            name="serving", daemon=True)
+            self._thread.start()
+            deadline = time.monotonic() + _START_SECONDS
+            while not self._uvicorn.started:
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError(f"the HTTP server on {self.url} did not start within {_START_SECONDS:g} s")
+                time.sleep(0.005)
         return self
 
+    def serve_forever(self) -> None:
+        """Serve until interrupted (KeyboardInterrupt reaches the caller, who calls ``close``)."""
+        self.start()
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)  # a short join, so a signal handler in the main thread runs promptly
+
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._thread is not None:
-            self._http.shutdown()
-            self._thread.join(timeout=10)
+            self._uvicorn.should_exit = True
+            self._thread.join(timeout=15)
             self._thread = None
-        self._http.server_close()
+        self._socket.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
         self.repository.stop_polling()
 
     def __enter__(self) -> "ModelServer":
@@ -260,17 +288,22 @@ def open_server(
     poll_seconds: float = DEFAULT_POLL_SECONDS,
     keep_versions: int = DEFAULT_KEEP_VERSIONS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    batching: Optional[BatchingOptions] = None,
+    token: Optional[str] = None,
 ) -> ModelServer:
     """Load the newest versions under ``source`` and bind a server to them (call ``start`` or ``serve_forever``).
 
     ``source``: a version folder (saved_model.pb inside), a model folder of numeric versions, or
     ``gs://bucket/prefix/MODEL[/VERSION]``. The model folder is polled every ``poll_seconds``.
+    ``token``: requests must carry ``Authorization: Bearer <token>``; required off loopback.
     """
     if poll_seconds <= 0:
         raise ParameterError(f"poll_seconds must be more than 0, got {poll_seconds}")
+    require_token_off_loopback(host, token)  # before loading anything: a refusal takes no time
     repository = ModelRepository(open_model_source(source, model_name), keep_versions=keep_versions)
     repository.refresh()
-    server = ModelServer(repository, host=host, port=port, max_body_bytes=max_body_bytes)
+    server = ModelServer(repository, host=host, port=port, max_body_bytes=max_body_bytes, batching=batching,
+                         token=token)
     repository.start_polling(poll_seconds)
     return server
 

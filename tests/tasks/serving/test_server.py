@@ -15,27 +15,9 @@ import httpx
 import pytest
 
 from tasks.core.records import ExportedModel
+from tests.support.serving import publish
 
 GUIDE = {2.0: 2.0, 4.0: 3.0, 6.0: 4.0}
-
-
-def _export(folder: Path, m: float, b: float) -> ExportedModel:
-    from tests.guide import write_guide_checkpoint
-
-    from tasks.stages.checkpoint import describe_checkpoint
-    from tasks.stages.export import export_saved_model
-
-    prefix = write_guide_checkpoint(folder / "ckpt", m=m, b=b)
-    return export_saved_model(describe_checkpoint(prefix, output_nodes=["y"]))
-
-
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportedModel]:
-    """The guide's model (y = 0.5x + 1) and a second version of it (y = 2x), exported once for the module."""
-    root = tmp_path_factory.mktemp("exports")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FREEZEFLOW_HOME", str(root / "home"))
-        return {"guide": _export(root / "guide", 0.5, 1.0), "double": _export(root / "double", 2.0, 0.0)}
 
 
 @pytest.fixture(scope="module")
@@ -60,37 +42,12 @@ def two_signature_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def publish(model_dir: Path, version: int, exported: ExportedModel, manifest: bool = True) -> Path:
-    """Put an exported SavedModel at MODEL/VERSION the way a destination does: staged, manifest last, renamed."""
-    staging = model_dir / f".staging-{version}"
-    shutil.copytree(exported.artifact.path(), staging)
-    if manifest:
-        (staging / "manifest.json").write_text(json.dumps({"model": model_dir.name, "version": version}))
-    target = model_dir / str(version)
-    os.rename(staging, target)
-    return target
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path, exports: dict[str, ExportedModel]) -> Path:
-    folder = tmp_path / "published" / "linear"
-    folder.mkdir(parents=True)
-    publish(folder, 1, exports["guide"])
-    return folder
-
-
 @pytest.fixture
 def server(model_dir: Path) -> Iterator[Any]:
     from tasks.serving.server import open_server
 
     with open_server(str(model_dir), port=0, poll_seconds=0.1).start() as running:
         yield running
-
-
-@pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as http:
-        yield http
 
 
 def wait_for(condition: Any, seconds: float = 30.0) -> None:
@@ -158,7 +115,7 @@ def test_versions_beyond_keep_versions_are_unloaded(
     states = {s["version"]: s["state"] for s in client.get(server.model_url).json()["model_version_status"]}
     assert states == {"3": "AVAILABLE", "2": "AVAILABLE", "1": "END"}
     gone = client.post(f"{server.model_url}/versions/1:predict", json={"instances": [1.0]})
-    assert gone.status_code == 400 and "Specific(linear, 1)" in gone.json()["error"]
+    assert gone.status_code == 404 and "Specific(linear, 1)" in gone.json()["error"]  # TF Serving: NOT_FOUND
 
 
 def test_incomplete_version_is_never_loaded_and_a_bare_savedmodel_is(
@@ -216,10 +173,16 @@ def test_bad_request_gets_tf_serving_error_shape_and_server_keeps_serving(
     assert client.post(f"{server.model_url}:predict", json={"instances": [6.0]}).json() == {"predictions": [4.0]}
 
 
-def test_unknown_version_is_400_and_unknown_model_is_404(server: Any, client: httpx.Client) -> None:
-    version = client.post(f"{server.model_url}/versions/7:predict", json={"instances": [6.0]})
-    assert version.status_code == 400 and "Specific(linear, 7)" in version.json()["error"]
-    assert client.get(f"{server.model_url}/versions/7/metadata").status_code == 400
+def test_unknown_version_and_unknown_model_are_404_as_tf_serving_answers_not_found(
+    server: Any, client: httpx.Client
+) -> None:
+    version = client.post(f"{server.model_url}/versions/99:predict", json={"instances": [6.0]})
+    assert version.status_code == 404
+    assert version.json() == {"error": "Servable not found for request: Specific(linear, 99); loaded versions: 1"}
+    metadata = client.get(f"{server.model_url}/versions/99/metadata")
+    assert metadata.status_code == 404 and metadata.json() == version.json()
+    status = client.get(f"{server.model_url}/versions/99")
+    assert status.status_code == 404 and status.json() == {"error": "Could not find version 99 of model linear"}
     model = client.post(f"{server.url}/v1/models/other:predict", json={"instances": [6.0]})
     assert model.status_code == 404 and model.json() == {"error": "Servable not found for request: Latest(other)"}
     assert client.get(f"{server.url}/v1/models/other").status_code == 404
@@ -379,3 +342,45 @@ def test_serving_from_gcs_downloads_verified_versions_and_picks_up_new_ones(
     with open_server(f"{root}/linear/1", port=0).start() as pinned:
         status = pinned.repository.status()["model_version_status"][0]
         assert status["state"] == "END" and "does not hold the digest its manifest records" in status["status"]["error_message"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_other_methods_get_400_with_tf_servings_json_error(server: Any, client: httpx.Client, method: str) -> None:
+    answer = client.request(method, f"{server.model_url}:predict", json={"instances": [6.0]})
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.json() == {"error": f"Malformed request: {method} /v1/models/linear:predict"}
+    assert client.post(f"{server.model_url}:predict", json={"instances": [6.0]}).json() == {"predictions": [4.0]}
+
+
+def test_head_gets_400_and_no_body(server: Any, client: httpx.Client) -> None:
+    # HTTP forbids a body in the answer to HEAD; the status and headers are the same as for the other methods.
+    answer = client.head(server.model_url)
+    assert answer.status_code == 400 and answer.headers["content-type"] == "application/json"
+    assert answer.content == b""
+
+
+def test_a_chunked_body_is_read_and_limited_like_any_other(model_dir: Path, client: httpx.Client) -> None:
+    from tasks.serving.server import open_server
+
+    def chunks(total: int) -> Iterator[bytes]:
+        body = json.dumps({"instances": [6.0] * total}).encode()
+        for start in range(0, len(body), 7):
+            yield body[start:start + 7]
+
+    with open_server(str(model_dir), port=0, max_body_bytes=1000).start() as small:
+        fits = client.post(f"{small.model_url}:predict", content=chunks(3))
+        assert fits.json() == {"predictions": [4.0, 4.0, 4.0]}
+        big = client.post(f"{small.model_url}:predict", content=chunks(1000))
+        assert big.status_code == 413 and "larger than the limit of 1000 bytes" in big.json()["error"]
+
+
+def test_the_server_module_imports_neither_prefect_nor_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, tasks.serving.server, tasks.serving.batching, tasks.serving.access; "
+            "print([m for m in ('prefect', 'tensorflow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert out.stdout.strip() == "[]"
