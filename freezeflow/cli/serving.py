@@ -47,28 +47,55 @@ def _logging(level: int = logging.INFO) -> None:
         if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
             logger.addHandler(_StderrHandler())
         logger.propagate = False
+    # uvicorn's own start/stop chatter; its warnings (malformed HTTP, say) still show.
+    logging.getLogger("uvicorn.error").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
 
 def serve(
     source: str = typer.Argument(..., help="A version folder (saved_model.pb inside), a model folder of numeric "
                                            "versions, or gs://bucket/prefix/MODEL[/VERSION]."),
     model_name: Optional[str] = typer.Option(None, "--model-name", help="Name in the URL; default the model folder's name."),
-    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 serves other machines too."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; 0.0.0.0 serves other machines too "
+                                     "(and then needs --token-file)."),
     port: int = typer.Option(8501, min=0, max=65535, help="Port (TF Serving's REST port by default; 0 picks a free one)."),
     poll_seconds: float = typer.Option(2.0, "--poll-seconds", min=0.1, help="How often to look for a new version."),
     keep_versions: int = typer.Option(2, "--keep-versions", min=1, help="Newest versions kept loaded (the newest answers by default)."),
     max_body_bytes: int = typer.Option(16 * 1024 * 1024, "--max-body-bytes", min=1, help="Larger request bodies get 413."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="A file holding a token: every request must "
+                                              "then send 'Authorization: Bearer <token>' (401 otherwise). Required "
+                                              "when --host is not loopback."),
+    batching: bool = typer.Option(False, "--batching", help="Run concurrent predict requests for the same version and "
+                                  "signature as one batch, as TF Serving's --enable_batching does. Only for models "
+                                  "whose rows are independent."),
+    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", min=1, help="With --batching: most rows "
+                                                 "(instances) in one batch [default: 64]."),
+    batch_timeout_micros: Optional[int] = typer.Option(None, "--batch-timeout-micros", min=0, help="With --batching: "
+                                                       "longest wait for a batch to fill, in microseconds [default: 0: "
+                                                       "requests that arrive while a batch runs form the next one]."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Serve a published model with TF Serving's REST API until interrupted; new versions are picked up as they appear."""
     prepare_environment()
     _logging(logging.DEBUG if verbose else logging.INFO)
     from tasks.core.errors import FreezeflowError
+    from tasks.serving.access import read_token_file, require_token_off_loopback
+    from tasks.serving.batching import DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_MAX_BATCH_SIZE, BatchingOptions
     from tasks.serving.server import open_server
+    from tasks.serving.sources import check_model_name
 
-    try:
+    if not batching and (max_batch_size is not None or batch_timeout_micros is not None):
+        fail("--max-batch-size and --batch-timeout-micros tune --batching; add --batching")
+    try:  # every refusal that needs no model comes before loading one
+        if model_name is not None:
+            check_model_name(model_name)
+        token = read_token_file(token_file) if token_file is not None else None
+        require_token_off_loopback(host, token)
+        options = BatchingOptions(
+            max_batch_size=DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size,
+            batch_timeout_micros=DEFAULT_BATCH_TIMEOUT_MICROS if batch_timeout_micros is None else batch_timeout_micros,
+        ) if batching else None
         server = open_server(source, model_name=model_name, host=host, port=port, poll_seconds=poll_seconds,
-                             keep_versions=keep_versions, max_body_bytes=max_body_bytes)
+                             keep_versions=keep_versions, max_body_bytes=max_body_bytes, batching=options, token=token)
     except (FreezeflowError, ImportError) as exc:
         fail(exc)
     repository = server.repository
@@ -83,6 +110,11 @@ def serve(
     shown = ", ".join(map(str, reversed(versions))) or "none yet"
     typer.echo(f"serving {repository.name} (versions {shown}) from {repository.source.description}")
     typer.echo(f"  {server.model_url}:predict", err=False)
+    if options is not None:
+        typer.echo(f"  batching: up to {options.max_batch_size} rows, waiting at most "
+                   f"{options.batch_timeout_micros} µs for a batch to fill", err=True)
+    if token is not None:
+        typer.echo(f"  every request needs 'Authorization: Bearer <the token in {token_file}>'", err=True)
     sys.stdout.flush()
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -106,18 +138,23 @@ def predict(
     signature_name: Optional[str] = typer.Option(None, "--signature-name", help="Signature; default serving_default."),
     max_request_bytes: int = typer.Option(1_500_000, "--max-request-bytes", min=64,
                                           help="Split the instances into requests no larger than this (Vertex AI: 1.5 MB)."),
-    timeout: float = typer.Option(60.0, min=0.1, help="Seconds to wait for each answer."),
+    timeout: float = typer.Option(60.0, min=0.1, help="Seconds the whole command may wait for answers, every "
+                                  "request and retry included; past it, it stops with an error."),
     attempts: int = typer.Option(5, min=1, help="Tries per request; 429, 5xx and dropped connections are retried."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="A file holding the token of a server "
+                                              "started with --token-file; sent as 'Authorization: Bearer <token>'."),
 ) -> None:
     """Send instances to a prediction endpoint and print {"predictions": [...]}, in the order of the instances."""
     prepare_environment()
     _logging(logging.WARNING)
     from tasks.core.errors import FreezeflowError
+    from tasks.serving.access import read_token_file
     from tasks.serving.predict import predict_instances, read_instances
 
     if (file is None) == (not instance):
         raise typer.BadParameter("give instances with either --file or --instance", param_hint="--file / --instance")
     try:
+        token = read_token_file(token_file) if token_file is not None else None
         if file is not None:
             instances = read_instances(file)
         else:
@@ -126,7 +163,8 @@ def predict(
             except ValueError as exc:
                 raise typer.BadParameter(f"not JSON: {exc}", param_hint="--instance") from exc
         predictions = predict_instances(url, instances, signature_name=signature_name,
-                                        max_request_bytes=max_request_bytes, timeout=timeout, max_attempts=attempts)
+                                        max_request_bytes=max_request_bytes, timeout=timeout, max_attempts=attempts,
+                                        token=token)
     except (FreezeflowError, ImportError) as exc:
         fail(exc)
     typer.echo(json.dumps({"predictions": predictions}))

@@ -8,9 +8,11 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -71,8 +73,9 @@ def test_serving_cli_module_imports_neither_prefect_nor_tensorflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_serve_and_predict_end_to_end_in_real_processes(published: Path, tmp_path: Path) -> None:
-    serving = freezeflow("serve", str(published / "linear"), "--port", "0", cwd=tmp_path,
+@pytest.mark.parametrize("options", [[], ["--batching"]])
+def test_serve_and_predict_end_to_end_in_real_processes(published: Path, tmp_path: Path, options: list[str]) -> None:
+    serving = freezeflow("serve", str(published / "linear"), "--port", "0", *options, cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         lines = [serving.stdout.readline() for _ in range(2)]  # blocks until the model is loaded and listening
@@ -157,3 +160,82 @@ def test_undeploy_reads_back_the_record_deploy_writes(app: typer.Typer, tmp_path
     result = CliRunner().invoke(app, ["undeploy", str(record)])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {record}: Field required")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--host", "0.0.0.0"], "error: --host 0.0.0.0 serves other machines: give --token-file FILE (clients then send "
+                            "'Authorization: Bearer <token>'), or serve on 127.0.0.1"),
+    (["--model-name", "a/b"], "error: --model-name 'a/b' cannot be served: no URL /v1/models/NAME reaches a name"),
+    (["--max-batch-size", "8"], "error: --max-batch-size and --batch-timeout-micros tune --batching; add --batching"),
+    (["--token-file", "no-such-token"], "error: --token-file no-such-token: cannot read it (No such file or directory)"),
+])
+def test_serve_refusals_come_in_one_line_before_any_model_loads(
+    app: typer.Typer, published: Path, args: list[str], says: str
+) -> None:
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["serve", str(published / "linear"), "--port", "0", *args])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(says), result.stderr
+    assert time.monotonic() - started < 5
+
+
+def test_a_served_token_stays_out_of_logs_errors_and_the_process_list(published: Path, tmp_path: Path) -> None:
+    token = "tok-" + os.urandom(12).hex()
+    token_file = tmp_path / "serving.token"
+    token_file.write_text(token + "\n")
+    serving = freezeflow("serve", str(published / "linear"), "--host", "0.0.0.0", "--port", "0", "--token-file",
+                         str(token_file), "--verbose", cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen: list[str] = []
+    try:
+        lines = [serving.stdout.readline() for _ in range(2)]
+        assert lines[0].startswith("serving linear"), lines + [serving.stderr.read()]
+        port = re.search(r":(\d+)/v1/models/linear:predict", lines[1]).group(1)
+        url = f"http://127.0.0.1:{port}/v1/models/linear"
+        seen.append(subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout)
+        with httpx.Client(timeout=30) as client:
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                refused = client.post(f"{url}:predict", json={"instances": [6.0]}, headers=headers)
+                assert refused.status_code == 401 and "Unauthorized" in refused.json()["error"]
+                seen.append(refused.text + str(refused.headers))
+        ok = freezeflow("predict", url, "-i", '{"inputs": 6.0}', "--token-file", str(token_file), cwd=tmp_path,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = ok.communicate(timeout=300)
+        assert ok.returncode == 0 and json.loads(out) == {"predictions": [4.0]}, err
+        denied = freezeflow("predict", url, "-i", '{"inputs": 6.0}', cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        denied_out, denied_err = denied.communicate(timeout=300)
+        assert denied.returncode == 1 and "answered 401: Unauthorized" in denied_err
+        seen += [out, err, denied_out, denied_err]
+    finally:
+        serving.send_signal(signal.SIGTERM)
+        serve_out, serve_err = serving.communicate(timeout=60)
+    seen += lines + [serve_out, serve_err]
+    assert "POST /v1/models/linear:predict 401" in serve_err  # --verbose logged the requests
+    assert "POST /v1/models/linear:predict 200" in serve_err
+    assert all(token not in text for text in seen)
+    assert not any(token in path.read_text(errors="replace") for path in tmp_path.rglob("*")
+                   if path.is_file() and path != token_file)
+
+
+def test_predict_against_a_server_that_never_answers_stops_at_the_timeout(app: typer.Typer) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts connections; nobody answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1/models/linear"
+        started = time.monotonic()
+        result = CliRunner().invoke(app, ["predict", url, "-i", '{"inputs": 6.0}', "--timeout", "1.5"])
+        took = time.monotonic() - started
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: POST {url}:predict: no answer within the 1.5 s timeout (ReadTimeout: timed out, after 1 attempt(s)); "
+        "check that the server is up and answering, or give a longer --timeout"]
+    assert took < 5
+
+
+def test_predict_help_states_that_the_default_timeout_bounds_the_whole_command(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    text = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stdout).split())
+    assert "--timeout" in text
+    assert "Seconds the whole command may wait for answers, every request and retry included" in text
+    assert "[default: 60.0" in text
