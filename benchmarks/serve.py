@@ -1,10 +1,18 @@
-"""Benchmark: what the local server's HTTP layer costs, against calling the same model in-process.
+"""Benchmark: ``freezeflow serve`` under load, against its previous HTTP layer measured in the same run.
 
-For 1, 8 and 64 concurrent clients it measures requests per second and p50/p99 latency of
-``POST /v1/models/linear:predict`` (the guide's request) against ``freezeflow serve``'s server running in
-its own process, and of the same loaded signature called directly from as many threads. The ratio
-in-process rps / HTTP rps is the price of JSON and HTTP. Prints a table and writes
-``benchmarks/results/serve.json``.
+For each concurrency level (8 and 64 clients by default) it measures requests per second and p50/p99
+latency of ``POST /v1/models/linear:predict`` (the guide's request, one instance) against three
+servers, each in its own process and one at a time:
+
+- ``baseline``: the previous ``ThreadingHTTPServer`` layer (``benchmarks/serve_baseline.py``);
+- ``uvicorn``: today's server (uvicorn + Starlette), no batching;
+- ``batching``: today's server with ``--batching`` (TF Serving's defaults otherwise).
+
+The targets of issue 13 are ratios within the run: rps at 64 clients at least the rps at 8, p99 at 64
+clients at most 50 ms, and with batching at least twice the baseline's rps at 64 clients. The clients
+are threads of this process with one keep-alive connection each, the same for every server.
+``--in-process`` adds the model called directly from as many threads (the price of JSON and HTTP).
+Prints a table and writes ``benchmarks/results/serve.json``.
 
     .venv/bin/python benchmarks/serve.py --seconds 3
 """
@@ -28,6 +36,9 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 RESULTS = REPO / "benchmarks" / "results" / "serve.json"
+SERVERS = ("baseline", "uvicorn", "batching")
+P99_TARGET_MS = 50.0
+BATCHING_TARGET = 2.0
 
 
 def build_guide_model(folder: Path) -> Path:
@@ -49,12 +60,21 @@ def build_guide_model(folder: Path) -> Path:
     return exported.artifact.path()
 
 
-def _serve(model: str, ports: Any, stop: Any) -> None:
-    """The server process: what ``freezeflow serve MODEL --port 0`` runs."""
+def _serve(kind: str, model: str, ports: Any, stop: Any) -> None:
+    """A server process: the baseline, or what ``freezeflow serve MODEL --port 0 [--batching]`` runs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tasks.serving.server import open_server
+    if kind == "baseline":
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from serve_baseline import BaselineServer
 
-    with open_server(model, model_name="linear", port=0).start() as server:
+        server: Any = BaselineServer(model, "linear")
+    else:
+        from tasks.serving.batching import BatchingOptions
+        from tasks.serving.server import open_server
+
+        server = open_server(model, model_name="linear", port=0,
+                             batching=BatchingOptions() if kind == "batching" else None)
+    with server.start():
         ports.put(server.port)
         stop.wait()
 
@@ -100,31 +120,12 @@ def run_clients(clients: int, seconds: float, one_call: Callable[[Any], None], s
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0, help="Duration of each measurement (default 2).")
-    parser.add_argument("--clients", default="1,8,64", help="Comma-separated concurrency levels.")
-    parser.add_argument("--model", help="A SavedModel version folder; default: build the guide's model.")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    if not 0 < args.seconds <= 60:
-        parser.error("--seconds must be in (0, 60]")
-    levels = [int(c) for c in args.clients.split(",")]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    import numpy as np
-
-    from tasks.serving.repository import load_version
-
-    scratch = tempfile.TemporaryDirectory(prefix="freezeflow-bench-")
-    model = Path(args.model) if args.model else build_guide_model(Path(scratch.name))
-    loaded = load_version(model, 1)
+def measure_server(kind: str, model: Path, levels: list[int], seconds: float) -> dict[int, dict[str, Any]]:
     body = json.dumps({"instances": [{"inputs": 6.0}]}).encode()
     expected = b'{"predictions":[4.0]}'
-
     context = multiprocessing.get_context("spawn")  # a fresh process: the server shares no GIL with the clients
     ports, stop = context.Queue(), context.Event()
-    server = context.Process(target=_serve, args=(str(model), ports, stop), daemon=True)
+    server = context.Process(target=_serve, args=(kind, str(model), ports, stop), daemon=True)
     server.start()
     try:
         port = ports.get(timeout=300)
@@ -136,41 +137,91 @@ def main() -> None:
             if response.status != 200 or data != expected:
                 raise RuntimeError(f"{response.status} {data[:100]!r}")
 
-        def in_process_call(_: Any) -> None:
-            out = loaded.predict("serving_default", {"inputs": np.array([6.0], dtype=np.float32)})
-            if out["outputs"].tolist() != [4.0]:
-                raise RuntimeError(str(out))
-
         def connect() -> http.client.HTTPConnection:
             return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 
-        run_clients(4, 0.5, http_call, connect)  # warm up: first calls trace functions, open connections
-        run_clients(4, 0.5, in_process_call, lambda: None)
-        rows = []
-        for clients in levels:
-            over_http = run_clients(clients, args.seconds, http_call, connect)
-            in_process = run_clients(clients, args.seconds, in_process_call, lambda: None)
-            rows.append({"clients": clients, "http": over_http, "in_process": in_process,
-                         "overhead_ratio": in_process["rps"] / over_http["rps"] if over_http["rps"] else float("inf")})
+        run_clients(8, 0.5, http_call, connect)  # warm up: first calls trace functions, open connections
+        return {clients: run_clients(clients, seconds, http_call, connect) for clients in levels}
     finally:
         stop.set()
         server.join(timeout=30)
         if server.is_alive():
             server.terminate()
+
+
+def measure_in_process(model: Path, levels: list[int], seconds: float) -> dict[int, dict[str, Any]]:
+    import numpy as np
+
+    from tasks.serving.repository import load_version
+
+    loaded = load_version(model, 1)
+
+    def in_process_call(_: Any) -> None:
+        out = loaded.predict("serving_default", {"inputs": np.array([6.0], dtype=np.float32)})
+        if out["outputs"].tolist() != [4.0]:
+            raise RuntimeError(str(out))
+
+    run_clients(4, 0.5, in_process_call, lambda: None)
+    return {clients: run_clients(clients, seconds, in_process_call, lambda: None) for clients in levels}
+
+
+def targets(cells: dict[str, dict[int, dict[str, Any]]], low: int, high: int) -> list[dict[str, Any]]:
+    """Issue 13's targets as ratios within this run."""
+    found = []
+    for kind in ("uvicorn", "batching"):
+        ratio = cells[kind][high]["rps"] / cells[kind][low]["rps"]
+        found.append({"target": f"{kind}: rps at {high} clients / rps at {low} clients >= 1", "value": ratio,
+                      "met": ratio >= 1.0})
+        p99 = cells[kind][high]["p99_ms"]
+        found.append({"target": f"{kind}: p99 at {high} clients <= {P99_TARGET_MS:g} ms", "value": p99,
+                      "met": p99 <= P99_TARGET_MS})
+    ratio = cells["batching"][high]["rps"] / cells["baseline"][high]["rps"]
+    found.append({"target": f"batching rps / baseline rps at {high} clients >= {BATCHING_TARGET:g}", "value": ratio,
+                  "met": ratio >= BATCHING_TARGET})
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="Duration of each measurement (default 3).")
+    parser.add_argument("--clients", default="8,64", help="Comma-separated concurrency levels (default 8,64).")
+    parser.add_argument("--model", help="A SavedModel version folder; default: build the guide's model.")
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"Comma-separated servers to measure (default {','.join(SERVERS)}; the targets need all).")
+    parser.add_argument("--in-process", action="store_true", help="Also call the model in-process, without HTTP.")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not 0 < args.seconds <= 60:
+        parser.error("--seconds must be in (0, 60]")
+    levels = sorted({int(c) for c in args.clients.split(",")})
+    servers = [s for s in SERVERS if s in args.servers.split(",")]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    scratch = tempfile.TemporaryDirectory(prefix="freezeflow-bench-")
+    try:
+        model = Path(args.model) if args.model else build_guide_model(Path(scratch.name))
+        cells = {kind: measure_server(kind, model, levels, args.seconds) for kind in servers}
+        if args.in_process:
+            cells["in_process"] = measure_in_process(model, levels, args.seconds)
+    finally:
         scratch.cleanup()
 
     print(f"serve benchmark: guide model, 1 instance per request, {args.seconds:g} s per cell, "
-          f"{os.cpu_count()} CPUs, server in its own process")
-    print(f"{'clients':>7} | {'HTTP rps':>9} {'p50 ms':>7} {'p99 ms':>7} {'err':>4} | "
-          f"{'in-proc rps':>11} {'p50 ms':>7} {'p99 ms':>7} | {'in-proc/HTTP':>12}")
-    for row in rows:
-        h, p = row["http"], row["in_process"]
-        print(f"{row['clients']:>7} | {h['rps']:>9.0f} {h['p50_ms']:>7.2f} {h['p99_ms']:>7.2f} {h['errors']:>4} | "
-              f"{p['rps']:>11.0f} {p['p50_ms']:>7.3f} {p['p99_ms']:>7.3f} | {row['overhead_ratio']:>11.1f}x")
+          f"{os.cpu_count()} CPUs, each server in its own process, clients in this one")
+    print(f"{'server':>10} {'clients':>7} | {'rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for kind, rows in cells.items():
+        for clients, cell in rows.items():
+            print(f"{kind:>10} {clients:>7} | {cell['rps']:>7.0f} {cell['p50_ms']:>7.2f} {cell['p99_ms']:>7.2f} "
+                  f"{cell['errors']:>6}")
+    found = targets(cells, levels[0], levels[-1]) if len(levels) > 1 and len(servers) == len(SERVERS) else []
+    for item in found:
+        print(f"{'met ' if item['met'] else 'MISSED'} {item['target']}: {item['value']:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "serve", "seconds": args.seconds, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-        "machine": platform.machine(), "model": str(args.model or "guide (built)"), "rows": rows,
+        "machine": platform.machine(), "model": str(args.model or "guide (built)"),
+        "cells": {kind: {str(c): cell for c, cell in rows.items()} for kind, rows in cells.items()},
+        "targets": found,
     }, indent=2) + "\n")
     print(f"written {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
 
