@@ -81,13 +81,13 @@ def serve(
     from tasks.serving.access import read_token_file, require_token_off_loopback
     from tasks.serving.batching import DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_MAX_BATCH_SIZE, BatchingOptions
     from tasks.serving.server import open_server
-    from tasks.serving.sources import check_model_name
+    from tasks.serving.sources import check_servable_name
 
     if not batching and (max_batch_size is not None or batch_timeout_micros is not None):
         fail("--max-batch-size and --batch-timeout-micros tune --batching; add --batching")
     try:  # every refusal that needs no model comes before loading one
         if model_name is not None:
-            check_model_name(model_name)
+            check_servable_name(model_name)
         token = read_token_file(token_file) if token_file is not None else None
         require_token_off_loopback(host, token)
         options = BatchingOptions(

@@ -162,8 +162,12 @@ def _split_gs(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def check_model_name(name: str) -> str:
-    """A name given for the URL must be reachable as one path segment of ``/v1/models/NAME``."""
+def check_servable_name(name: str) -> str:
+    """A name given for the URL must be reachable as one path segment of ``/v1/models/NAME``.
+
+    Looser than :func:`tasks.core.layout.check_model_name` on purpose: ``serve`` also serves folders
+    that freezeflow did not publish (TF Serving's own layout), whose names may hold capitals.
+    """
     if not name.strip() or name in (".", "..") or any(c in name for c in "/:") or name != name.strip():
         suggestion = "_".join(p for p in name.replace(":", "/").split("/") if p.strip(". ")) or "model"
         raise ParameterError(f"--model-name {name!r} cannot be served: no URL /v1/models/NAME reaches a name that is "
@@ -174,7 +178,7 @@ def check_model_name(name: str) -> str:
 def open_model_source(uri: str, model_name: Optional[str] = None) -> ModelSource:
     """The source a path or URI names: a version folder, a model folder, or gs://bucket/prefix/MODEL[/VERSION]."""
     if model_name is not None:
-        check_model_name(model_name)
+        check_servable_name(model_name)
     if uri.startswith("gs://"):
         bucket, prefix = _split_gs(uri)
         parts = [p for p in prefix.split("/") if p]
