@@ -13,6 +13,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="freezeflow-prefect-home-"))
+# The session's Prefect harness sets its API URL as a Prefect setting, not in the environment: without
+# these, a CLI command run in-process would start the local server that stays up, in the user's home.
+# Tests of that server set both per test.
+os.environ.setdefault("FREEZEFLOW_SERVER", "ephemeral")
+os.environ.setdefault("FREEZEFLOW_SERVER_HOME", tempfile.mkdtemp(prefix="freezeflow-server-home-"))
 
 import pytest
 

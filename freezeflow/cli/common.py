@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from freezeflow.cli.local_server import Connection
 
 
 def prepare_environment() -> None:
@@ -32,10 +35,34 @@ def fail(message: Any) -> NoReturn:
     raise typer.Exit(code=1)
 
 
-def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
-    """Run a flow; on failure exit 1 with the reason of the stage that failed."""
+def connect_api() -> Optional["Connection"]:
+    """Use the local Prefect server that stays up (starting it if none answers) unless PREFECT_API_URL is set
+    or FREEZEFLOW_SERVER=ephemeral; call before Prefect is imported. Does not wait for a new server."""
+    from freezeflow.cli.local_server import LocalServerError, use_local_server
+
+    try:
+        return use_local_server()
+    except LocalServerError as exc:
+        fail(exc)
+
+
+def api_ready(connection: Optional["Connection"]) -> None:
+    """Wait (bounded) until the server ``connect_api`` chose answers; a no-op without one."""
+    from freezeflow.cli.local_server import LocalServerError
+
+    if connection is None:
+        return
+    try:
+        connection.ready()
+    except LocalServerError as exc:
+        fail(exc)
+
+
+def run_flow(flow: Any, *, api: Optional["Connection"] = None, **parameters: Any) -> dict[str, Any]:
+    """Run a flow once ``api`` answers; on failure exit 1 with the reason of the stage that failed."""
     from pydantic import ValidationError
 
+    api_ready(api)
     try:
         state = flow(**parameters, return_state=True)
     except ValidationError as exc:

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from freezeflow.cli.common import fail, prepare_environment, pydantic_reason, run_flow
+from freezeflow.cli.common import connect_api, fail, prepare_environment, pydantic_reason, run_flow
 from tasks.tf.entrypoints import DEFAULT_ENTRYPOINT
 
 app = typer.Typer()
@@ -48,11 +48,12 @@ def run(
         raise typer.BadParameter("must be tf1 or tf2", param_hint="--format")
     check_model_name(model_name)
     prepare_environment()
+    api = connect_api()  # a new server starts while Prefect and TensorFlow import below
     from flows.params import TrainingParams
     from flows.publish import publish_model
 
     training = _params(TrainingParams, entrypoint=entrypoint, epochs=epochs, learning_rate=learning_rate, seed=seed)
-    summary = run_flow(publish_model, model_name=model_name, training=training, checkpoint_format=checkpoint_format,
+    summary = run_flow(publish_model, api=api, model_name=model_name, training=training, checkpoint_format=checkpoint_format,
                        destination=dest, refresh_cache=no_cache, freeze_engine=_engine(engine))
     print_summary(summary)
 
@@ -98,6 +99,7 @@ def convert(
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
     check_model_name(model_name)
     prepare_environment()
+    api = connect_api()
     from flows.convert import convert_checkpoint
     from flows.params import ValidationParams
 
@@ -108,7 +110,7 @@ def convert(
         except ValueError as exc:
             raise typer.BadParameter(f"not JSON: {exc}", param_hint="--reference-input")
         validation = _params(ValidationParams, reference_inputs=values)
-    summary = run_flow(convert_checkpoint, checkpoint=str(checkpoint), output_nodes=list(output_node or []) or None,
+    summary = run_flow(convert_checkpoint, api=api, checkpoint=str(checkpoint), output_nodes=list(output_node or []) or None,
                        entrypoint=entrypoint, model_name=model_name, validation=validation, destination=dest,
                        refresh_cache=no_cache, freeze_engine=_engine(engine))
     print_summary(summary)

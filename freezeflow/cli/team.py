@@ -24,7 +24,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import typer
 
-from freezeflow.cli.common import fail, prepare_environment
+from freezeflow.cli import local_server
+from freezeflow.cli.common import api_ready, connect_api, fail, prepare_environment
 
 DEFAULT_POOL = "freezeflow-local"  # the work pool prefect.yaml deploys to
 DEFAULT_HOST = "127.0.0.1"
@@ -385,12 +386,14 @@ def smoke(
     """Run the smoke flow (whole pipeline, uncached, checked against the guide); exit 0 only if it passed."""
 
     prepare_environment()
+    connection = connect_api()
     from flows.smoke import smoke as smoke_flow
 
     started = time.monotonic()
     report_started = datetime.now(timezone.utc)
     flow_run_id: Optional[str] = None
     publication: dict[str, Any] = {}
+    api_ready(connection)
     try:
         state = smoke_flow(destination=dest, epochs=epochs, return_state=True)
     except Exception as exc:  # Prefect raises parameter errors before any run exists
@@ -416,6 +419,6 @@ def smoke(
 
 
 app = typer.Typer()
-app.command("server")(server)
+app.add_typer(local_server.server_group(server), name="server")  # `server` itself, plus `server status|stop`
 app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(worker)
 app.command("smoke")(smoke)

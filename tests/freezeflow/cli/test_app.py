@@ -26,12 +26,13 @@ def test_cli_module_imports_neither_prefect_nor_tensorflow() -> None:
 
 
 def test_run_twice_publishes_once_and_second_run_is_all_cached(tmp_path: Path) -> None:
-    first = freezeflow("run", cwd=tmp_path)
+    # Prefect's temporary server, as CI runs it; the local server that stays up has its own tests.
+    first = freezeflow("run", cwd=tmp_path, env={"FREEZEFLOW_SERVER": "ephemeral"})
     assert first.returncode == 0, first.stderr[-2000:]
     assert f"published linear v1 at {tmp_path}/published/linear/1" in first.stdout
     assert "prediction at x=6.0: checkpoint 4, frozen graph 4, SavedModel 4" in first.stdout
     assert (tmp_path / ".freezeflow" / "prefect").is_dir()  # the embedded server's SQLite lives here
-    second = freezeflow("run", cwd=tmp_path)
+    second = freezeflow("run", cwd=tmp_path, env={"FREEZEFLOW_SERVER": "ephemeral"})
     assert second.returncode == 0, second.stderr[-2000:]
     assert ("stages: train Cached, checkpoint Cached, freeze Cached, export Cached, validate Cached, "
             "upload Cached") in second.stdout

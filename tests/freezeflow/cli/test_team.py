@@ -34,7 +34,8 @@ def closed_port() -> int:
 
 def test_team_commands_are_registered_once(app: typer.Typer) -> None:
     names = [command.name for command in team.app.registered_commands]
-    assert sorted(names) == ["server", "smoke", "worker"]
+    assert sorted(names) == ["smoke", "worker"]
+    assert [group.name for group in team.app.registered_groups] == ["server"]  # plus `server status|stop`
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
     assert "Start `prefect server start`" in result.stdout
