@@ -8,11 +8,14 @@
     ├── GraphTooLargeError (ValueError)     a frozen graph would pass protobuf's 2 GiB limit
     ├── UnsupportedGraphError (ValueError)  a graph construct that cannot be frozen correctly
     ├── ValidationFailed (AssertionError)   the formats disagree, or the SavedModel breaks the contract
+    ├── TrainingDiverged (ArithmeticError)  training ended with a loss or a variable that is not finite
+    ├── OutputWriteError (OSError)          an output file cannot be written (full disk, permissions, ...)
     ├── StaleArtifactError (FileNotFoundError)  a record whose files are gone or changed on disk
     ├── PredictionError (RuntimeError)     an endpoint refused a prediction or kept failing
     ├── DeploymentError (RuntimeError)     a Vertex AI deploy failed (and was rolled back)
     └── DestinationError (OSError)          publishing failed
         ├── PermanentDestinationError       retrying cannot help (permission, missing bucket, bad path)
+        │   └── BrokenManifestError         a version's manifest.json is not JSON, or not a JSON object
         └── TransientDestinationError       retrying may help (429, 5xx, reset connection, timeout)
 
 Every message names the file or parameter at fault and says what to do; the CLI prints it as one line.
@@ -60,6 +63,14 @@ class ValidationFailed(FreezeflowError, AssertionError):
     """The checkpoint, frozen graph and SavedModel disagree, or the SavedModel breaks the contract."""
 
 
+class TrainingDiverged(FreezeflowError, ArithmeticError):
+    """Training ended with a loss (or a variable) that is not a finite number: the model is unusable."""
+
+
+class OutputWriteError(FreezeflowError, OSError):
+    """An output file cannot be written: the message says why (a full disk, permissions, a read-only file system)."""
+
+
 class StaleArtifactError(FreezeflowError, FileNotFoundError):
     """A record's files are gone or no longer hold the recorded digest."""
 
@@ -86,3 +97,7 @@ class PermanentDestinationError(DestinationError):
 
 class TransientDestinationError(DestinationError):
     """Publishing failed in a way that a retry may fix."""
+
+
+class BrokenManifestError(PermanentDestinationError):
+    """A published version's manifest.json is not JSON, or not a JSON object: that version cannot be read."""

@@ -9,8 +9,16 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from tasks.core.errors import CheckpointError, GraphTooLargeError, ParameterError, UnsupportedGraphError
+from tasks.core.errors import (
+    CheckpointError,
+    FreezeflowError,
+    GraphTooLargeError,
+    OutputWriteError,
+    ParameterError,
+    UnsupportedGraphError,
+)
 from tasks.core.names import PROTOBUF_LIMIT
+from tasks.core.os_errors import os_error_reason
 from tasks.freeze_engine import dtypes, protos, subgraph, tensor_data, writer
 from tasks.freeze_engine.bundle import TensorBundle, TensorSource
 from tasks.freeze_engine.files import CheckpointFiles, locate_checkpoint
@@ -37,22 +45,33 @@ class FreezeStats:
 
 
 def read_meta_graph(path: Path) -> Message:
+    """The MetaGraphDef in a `.meta` file. An empty file parses as an empty message (protobuf's rule), so a
+    graph without nodes is refused here as well: no Saver writes one."""
     try:
-        return protos.meta_graph_pb2.MetaGraphDef.FromString(path.read_bytes())
+        meta = protos.meta_graph_pb2.MetaGraphDef.FromString(path.read_bytes())
     except OSError as error:
         raise CheckpointError(f"cannot read checkpoint graph {path}: {error.strerror}") from None
     except DecodeError:
+        meta = None
+    if meta is None or not meta.graph_def.node:
         raise CheckpointError(
-            f"checkpoint graph {path} is not a MetaGraphDef: pass the prefix of a checkpoint written "
+            f"checkpoint graph {path} is empty or not a MetaGraphDef: pass the prefix of a checkpoint written "
             "by tf.compat.v1.train.Saver"
-        ) from None
+        )
+    return meta
 
 
 def _variable_defs(meta: Message) -> list[Message]:
     collection = meta.collection_def.get("variables")
     if collection is None:
         return []
-    return [protos.variable_pb2.VariableDef.FromString(raw) for raw in collection.bytes_list.value]
+    try:
+        return [protos.variable_pb2.VariableDef.FromString(raw) for raw in collection.bytes_list.value]
+    except DecodeError:  # found by fuzzing: a damaged entry in the 'variables' collection
+        raise CheckpointError(
+            "the checkpoint graph's 'variables' collection holds an entry that is not a VariableDef: the .meta "
+            "file is damaged"
+        ) from None
 
 
 def list_output_candidates(prefix: str | Path) -> list[str]:
@@ -189,7 +208,8 @@ def freeze_checkpoint(
 
     Raises CheckpointError (missing, truncated or corrupt files), OutputNodeError,
     GraphTooLargeError (the graph would pass `max_bytes`, by default protobuf's 2 GiB limit),
-    UnsupportedGraphError, ParameterError; on any error no output file is left behind.
+    UnsupportedGraphError, ParameterError, OutputWriteError (the file cannot be written: a full disk,
+    permissions); on any error no output file is left behind. The file gets the mode the umask gives.
 
     The file is renamed into place only once complete, so no reader sees part of it. It is not
     fsync'ed unless `durable` (TensorFlow's own writers do not either): after a power loss it may
@@ -214,7 +234,12 @@ def freeze_checkpoint(
         )
     for source in sources.values():
         tensor_data.check_available(source)
-    written = writer.write_atomically(graph, output, durable=durable)
+    try:
+        written = writer.write_atomically(graph, output, durable=durable)
+    except FreezeflowError:
+        raise
+    except OSError as error:  # a full disk, a read-only or unwritable folder: said as such, not as a traceback
+        raise OutputWriteError(f"cannot write {output}: {os_error_reason(error)}") from None
     return FreezeStats(
         output_path=output,
         node_count=len(nodes),

@@ -26,6 +26,7 @@ _STATE_CHANGING_PREFIXES = (
 )  # fmt: skip
 _OPTIMIZER_PREFIXES = ("Apply", "SparseApply", "ResourceApply", "ResourceSparseApply")
 _RESOURCE = 20  # DataType DT_RESOURCE
+_VARIABLE_OPS = frozenset({"Variable", "VariableV2", "VarHandleOp"})  # rewrite.VARIABLE_OPS (kept import-free)
 _MACHINERY_COLLECTIONS = ("train_op", "init_op", "local_init_op", "ready_op", "ready_for_local_init_op", "summary_op")
 
 
@@ -47,6 +48,12 @@ def output_node_names(
             nearest = difflib.get_close_matches(name, list(nodes), n=3) or list(candidates())[:5]
             hint = f"nearest: {', '.join(nearest)}" if nearest else "the graph holds no candidate outputs"
             raise OutputNodeError(f"output node '{name}' is not in the checkpoint's graph ({hint})")
+        if nodes[name].op in _VARIABLE_OPS:
+            # Frozen, a variable is a constant: the "model" would answer the same whatever it is fed.
+            likely = ", ".join(list(candidates())[:5]) or "none"
+            raise OutputNodeError(
+                f"output node '{name}' is a variable ({nodes[name].op}), so its value does not depend on the "
+                f"inputs; name the node that computes the output (candidates: {likely})")
         if name not in names:
             names.append(name)
     return names

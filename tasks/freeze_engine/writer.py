@@ -151,12 +151,29 @@ def _chunks(layout: GraphLayout) -> Iterator[bytes]:
             yield data
 
 
+def current_umask() -> int:
+    """This process's umask, read without changing it (os.umask can only set it, racing other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS): the only other way, set and restore at once
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(layout: GraphLayout, path: Path, *, durable: bool) -> int:
     """Writes the graph to `path` via a temporary file in the same directory; returns its size.
     `durable`: also flush file and directory to disk before returning, so that a power loss cannot
     leave a torn file under the final name (it costs about as long as the copy itself)."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
+        # mkstemp creates the file 0600; the frozen graph gets the mode any other tool's output gets (0666 less
+        # the umask), which the rename keeps.
+        os.fchmod(fd, 0o666 & ~current_umask())
         written = 0
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
             for chunk in _chunks(layout):

@@ -234,6 +234,9 @@ def parse_meta_graph(meta_path: Path) -> Any:
         meta.ParseFromString(meta_path.read_bytes())
     except Exception as exc:
         raise CheckpointError(f"{meta_path} is not a MetaGraphDef ({exc}); is the file truncated?") from exc
+    if not meta.graph_def.node:  # an empty file parses as an empty message: no Saver writes one
+        raise CheckpointError(f"checkpoint graph {meta_path} is empty or not a MetaGraphDef: pass the prefix of a "
+                              "checkpoint written by tf.compat.v1.train.Saver")
     return meta
 
 
