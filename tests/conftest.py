@@ -22,6 +22,7 @@ os.environ.setdefault("FREEZEFLOW_SERVER_HOME", tempfile.mkdtemp(prefix="freezef
 import pytest
 
 from tests.guide import write_guide_checkpoint
+from tests.support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,3 +90,16 @@ def guide_records(guide_checkpoint_dir: Path, session_home: Path, tmp_path_facto
             "frozen": freeze_checkpoint(checkpoint),
             "exported": export_saved_model(checkpoint),
         }
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's package, which .ci/run installs) on a free loopback port, with
+    password authentication and an empty database, for the whole session."""
+    from tests.support.postgres import start_postgres
+
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()

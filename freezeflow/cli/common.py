@@ -35,6 +35,20 @@ def fail(message: Any) -> NoReturn:
     raise typer.Exit(code=1)
 
 
+def require_api_access() -> None:
+    """Exit 1 with one line unless the configured Prefect API (if any) accepts our auth string.
+
+    Without this a wrong or missing PREFECT_API_AUTH_STRING surfaces as Prefect's multi-line 401 from
+    whichever call comes first, after the run may have started.
+    """
+    from freezeflow.prefect_server.access import AccessError, check_configured_api
+
+    try:
+        check_configured_api()
+    except AccessError as exc:
+        fail(exc)
+
+
 def connect_api() -> Optional["Connection"]:
     """Use the local Prefect server that stays up (starting it if none answers) unless PREFECT_API_URL is set
     or FREEZEFLOW_SERVER=ephemeral; call before Prefect is imported. Does not wait for a new server."""
@@ -63,6 +77,7 @@ def run_flow(flow: Any, *, api: Optional["Connection"] = None, **parameters: Any
     from pydantic import ValidationError
 
     api_ready(api)
+    require_api_access()
     try:
         state = flow(**parameters, return_state=True)
     except ValidationError as exc:

@@ -3,7 +3,9 @@ Prefect deployments, and ``smoke`` for CI.
 
 ``server`` and ``worker`` wrap Prefect's own commands (``prefect server start``, ``prefect work-pool
 create``, ``prefect worker start``) and print each one they run, so nothing is hidden that a user may
-later want to run by hand. ``smoke`` runs the ``smoke`` flow in this process, prints one summary line,
+later want to run by hand. ``server`` runs on SQLite for one person or on PostgreSQL for a team
+(``--database``), checks that database before Prefect starts, and refuses to listen beyond loopback
+without an auth string; what it configures lives in :mod:`freezeflow.prefect_server`. ``smoke`` runs the ``smoke`` flow in this process, prints one summary line,
 exits 0 only if it passed, and can write a JUnit XML report with one testcase per stage.
 
 Prefect and TensorFlow are imported inside the commands, as in :mod:`freezeflow.cli.common`.
@@ -25,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 import typer
 
 from freezeflow.cli import local_server
-from freezeflow.cli.common import api_ready, connect_api, fail, prepare_environment
+from freezeflow.cli.common import api_ready, connect_api, fail, prepare_environment, require_api_access
 
 DEFAULT_POOL = "freezeflow-local"  # the work pool prefect.yaml deploys to
 DEFAULT_HOST = "127.0.0.1"
@@ -47,11 +49,13 @@ def api_url_for(host: str, port: int) -> str:
     return f"http://{reachable}:{port}/api"
 
 
-def server_environment(base: Mapping[str, str], host: str, port: int) -> dict[str, str]:
+def server_environment(base: Mapping[str, str], host: str, port: int, database_url: Optional[str] = None,
+                       auth_string: Optional[str] = None) -> dict[str, str]:
     """The server's environment: its UI must call this server's API, not the default port 4200.
 
     Without ``PREFECT_UI_API_URL`` a server on another port serves a UI that shows "Can't connect to
-    Server API" (field notes). A value the user set (for a proxy, say) is kept.
+    Server API" (field notes). A value the user set (for a proxy, say) is kept. The database URL and the
+    auth string travel in the environment, never in the arguments, which every user sees in ``ps``.
     """
     api_url = api_url_for(host, port)
     env = dict(base)
@@ -59,6 +63,14 @@ def server_environment(base: Mapping[str, str], host: str, port: int) -> dict[st
     env["PREFECT_API_URL"] = api_url  # the server's own services and messages name this server
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("DO_NOT_TRACK", "1")
+    if database_url is not None:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    if auth_string is not None:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+        env["PREFECT_API_AUTH_STRING"] = auth_string  # the server's own client calls (automations' actions)
+    # `python -m freezeflow.prefect_server` must import this package even when it is not installed.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, base.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -68,7 +80,9 @@ def prefect_command(*args: str) -> list[str]:
 
 
 def server_command(host: str, port: int) -> list[str]:
-    return prefect_command("server", "start", "--host", host, "--port", str(port))
+    """``prefect server start`` in a process that first gives Prefect's SQLite its IMMEDIATE transactions
+    (:mod:`freezeflow.prefect_server.sqlite`: why a worker's polling made the UI lose submissions)."""
+    return [sys.executable, "-m", "freezeflow.prefect_server", "--host", host, "--port", str(port)]
 
 
 def shown(command: Sequence[str]) -> str:
@@ -76,6 +90,9 @@ def shown(command: Sequence[str]) -> str:
     args = list(command)
     if args[:3] == [sys.executable, "-m", "prefect"]:
         args = ["prefect", *args[3:]]
+    elif args[:3] == [sys.executable, "-m", "freezeflow.prefect_server"]:
+        return "$ " + shlex.join(["prefect", "server", "start", *args[3:]]) + \
+            "   (in-process, with SQLite write transactions that wait for the lock: freezeflow.prefect_server)"
     return "$ " + shlex.join(args)
 
 
@@ -133,18 +150,57 @@ def run_foreground(command: Sequence[str], env: Mapping[str, str]) -> int:
     return wait_foreground(subprocess.Popen(list(command), env=dict(env)))
 
 
+def server_database(database: Optional[str]) -> Optional[Any]:
+    """The checked PostgreSQL URL, or None for SQLite; exits with one line if it is not usable."""
+    from freezeflow.prefect_server.database import DatabaseError, check_postgres, parse_postgres_url
+
+    if not database:
+        prefect_home = os.environ.get("PREFECT_HOME", "")
+        if "PREFECT_API_DATABASE_CONNECTION_URL" not in os.environ:
+            typer.echo(f"database: SQLite at {prefect_home}/prefect.db (one person; --database for a team)", err=True)
+        return None
+    from_command_line = database != os.environ.get("FREEZEFLOW_DATABASE_URL")
+    try:
+        url = parse_postgres_url(database, "--database" if from_command_line else "FREEZEFLOW_DATABASE_URL")
+        if url.password and from_command_line:
+            fail("--database: a password on the command line shows in every user's process list; "
+                 "put the URL in FREEZEFLOW_DATABASE_URL, or leave the password out and set PGPASSWORD or ~/.pgpass")
+        version = check_postgres(url)
+    except DatabaseError as exc:
+        fail(exc)
+    typer.echo(f"database: PostgreSQL {version.split()[0]} at {url.where}, database {url.database}"
+               f"{', user ' + url.user if url.user else ''}", err=True)
+    return url
+
+
 def server(
-    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on. Loopback keeps the UI on this machine."),
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on. Loopback keeps the UI on this "
+                             "machine; any other address needs an auth string."),
     port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535, help="Port for the API and the UI."),
+    database: Optional[str] = typer.Option(
+        None, "--database", envvar="FREEZEFLOW_DATABASE_URL", show_envvar=True,
+        help="PostgreSQL for a team: postgresql://USER@HOST:5432/DATABASE (password from FREEZEFLOW_DATABASE_URL, "
+             "PGPASSWORD or ~/.pgpass, never the command line). Left out: SQLite under FREEZEFLOW_HOME."),
+    auth_string_file: Optional[Path] = typer.Option(
+        None, "--auth-string-file", help="File holding the API's auth string (else PREFECT_SERVER_API_AUTH_STRING); "
+                                         "clients send it as PREFECT_API_AUTH_STRING."),
     wait: float = typer.Option(120.0, "--wait", min=1, help="Seconds to wait for the API to answer /api/health."),
 ) -> None:
-    """Start `prefect server start` (SQLite under FREEZEFLOW_HOME) with its UI pointed at itself; Ctrl-C stops it."""
+    """Start `prefect server start` (SQLite, or PostgreSQL with --database) with its UI pointed at itself; Ctrl-C stops it."""
+    from freezeflow.prefect_server.access import AccessError, require_auth_off_loopback, server_auth_string
 
+    try:
+        auth_string = server_auth_string(auth_string_file, os.environ)
+        require_auth_off_loopback(host, auth_string)
+    except AccessError as exc:
+        fail(exc)
     prepare_environment()
+    url = server_database(database)
     api_url = api_url_for(host, port)
     command = server_command(host, port)
     typer.echo(shown(command), err=True)
-    process = subprocess.Popen(command, env=server_environment(os.environ, host, port))
+    env = server_environment(os.environ, host, port, url.render(hide_password=False) if url else None, auth_string)
+    process = subprocess.Popen(command, env=env)
     try:
         seconds = wait_for_health(api_url, wait, process)
     except (ApiUnavailable, KeyboardInterrupt) as exc:
@@ -154,21 +210,26 @@ def server(
         fail(exc if isinstance(exc, ApiUnavailable) else "interrupted before the server answered")
     typer.echo(f"Prefect UI  {api_url.removesuffix('/api')}  (API answered after {seconds:.0f} s)")
     typer.echo(f"Prefect API {api_url}  -- in other shells: export PREFECT_API_URL={api_url}")
+    if auth_string is not None:
+        source = f'"$(cat {shlex.quote(str(auth_string_file))})"' if auth_string_file else \
+            "<the value of PREFECT_SERVER_API_AUTH_STRING>"
+        typer.echo(f"Auth string required -- clients: export PREFECT_API_AUTH_STRING={source}")
     raise typer.Exit(wait_foreground(process))
 
 
 # ---------------------------------------------------------------------------------------------- worker
 
 
-def ensure_process_pool(api_url: str, pool: str) -> tuple[str, bool]:
+def ensure_process_pool(api_url: str, pool: str, auth_string: Optional[str] = None) -> tuple[str, bool]:
     """Create ``pool`` as a process work pool unless it exists; returns (its type, whether it was created)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
     from prefect.workers.process import ProcessWorker
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+    updates = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth_string}
+    with temporary_settings(updates=updates), get_client(sync_client=True) as client:
         try:
             return client.read_work_pool(pool).type, False
         except ObjectNotFound:
@@ -190,23 +251,45 @@ def worker_command(pool: str, extra: Sequence[str]) -> list[str]:
     return prefect_command(*args, *extra)
 
 
+def profile_client_settings() -> tuple[Optional[str], Optional[str]]:
+    """The API URL and auth string Prefect itself would use here: the environment, else the active profile
+    (``prefect profile use``), read from the user's own PREFECT_HOME -- so call this before
+    :func:`prepare_environment` points PREFECT_HOME at freezeflow's folder."""
+    from prefect.settings import Settings
+
+    api = Settings().api
+    return (str(api.url) if api.url else None,
+            api.auth_string.get_secret_value() if api.auth_string is not None else None)
+
+
 def worker(
     ctx: typer.Context,
     pool: str = typer.Option(DEFAULT_POOL, "--pool", "-p", help="Work pool to serve (prefect.yaml deploys to this one)."),
-    api_url: str = typer.Option(DEFAULT_API_URL, "--api-url", envvar="PREFECT_API_URL", help="Prefect API to poll."),
+    api_url: Optional[str] = typer.Option(
+        None, "--api-url", help="Prefect API to poll. Default: PREFECT_API_URL, else the active Prefect profile's, "
+                                f"else {DEFAULT_API_URL}."),
     wait: float = typer.Option(30.0, "--wait", min=0, help="Seconds to wait for the API to answer /health."),
 ) -> None:
     """Create the process work pool if it is missing, then run `prefect worker start --pool POOL`.
 
+    Like Prefect's own worker it reads PREFECT_API_URL and PREFECT_API_AUTH_STRING from the environment or
+    the active Prefect profile, and passes both on to the worker and its flow runs.
     Arguments after the options go to `prefect worker start` unchanged, e.g. `-- --limit 2`.
     """
+    from freezeflow.prefect_server.access import AccessError, check_api_access
 
+    profile_url, auth_string = profile_client_settings()
+    api_url = api_url or profile_url or DEFAULT_API_URL
     prepare_environment()
     try:
         wait_for_health(api_url, wait)
     except ApiUnavailable as exc:
         fail(f"{exc}; start one with `freezeflow server` or point PREFECT_API_URL at yours")
-    pool_type, created = ensure_process_pool(api_url, pool)
+    try:
+        check_api_access(api_url, auth_string)
+    except AccessError as exc:
+        fail(exc)
+    pool_type, created = ensure_process_pool(api_url, pool, auth_string)
     if created:
         typer.echo(f"created work pool {pool} (type process)  "
                    f"[same as: prefect work-pool create {shlex.quote(pool)} --type process]", err=True)
@@ -214,7 +297,10 @@ def worker(
         typer.echo(f"work pool {pool} exists (type {pool_type})", err=True)
     command = worker_command(pool, ctx.args)
     typer.echo(shown(command), err=True)
-    raise typer.Exit(run_foreground(command, {**os.environ, "PREFECT_API_URL": api_url}))
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    if auth_string is not None:
+        env["PREFECT_API_AUTH_STRING"] = auth_string  # the worker and every flow run it starts
+    raise typer.Exit(run_foreground(command, env))
 
 
 # ---------------------------------------------------------------------------------------------- smoke
@@ -394,6 +480,7 @@ def smoke(
     flow_run_id: Optional[str] = None
     publication: dict[str, Any] = {}
     api_ready(connection)
+    require_api_access()
     try:
         state = smoke_flow(destination=dest, epochs=epochs, return_state=True)
     except Exception as exc:  # Prefect raises parameter errors before any run exists

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from freezeflow.cli import team
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture
@@ -62,6 +64,77 @@ def test_server_fails_with_the_exit_code_when_prefect_server_stops_before_answer
     result = CliRunner().invoke(app, ["server", "--port", str(port), "--wait", "30"])
     assert result.exit_code == 1
     assert f"error: prefect server exited with code 3 before http://127.0.0.1:{port}/api answered" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "prefect.example.com"])
+def test_server_beyond_loopback_refuses_to_start_without_an_auth_string(
+    app: typer.Typer, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.delenv("PREFECT_SERVER_API_AUTH_STRING", raising=False)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["server", "--host", host, "--port", str(closed_port())])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: --host {host} lets other machines reach the Prefect API, so it needs an auth "
+                             "string: --auth-string-file FILE or PREFECT_SERVER_API_AUTH_STRING (clients then set "
+                             "PREFECT_API_AUTH_STRING to the same value)\n")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "no such file"),
+    ("", "the file is empty; write the auth string into it"),
+    ("one\ntwo\n", "holds more than one line; write only the auth string"),
+])
+def test_server_names_an_unusable_auth_string_file(
+    app: typer.Typer, tmp_path: Path, content: Optional[str], reason: str
+) -> None:
+    path = tmp_path / "auth-string"
+    if content is not None:
+        path.write_text(content)
+    result = CliRunner().invoke(app, ["server", "--host", "0.0.0.0", "--auth-string-file", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: --auth-string-file {path}: {reason}\n"
+
+
+def test_server_refuses_a_database_password_on_the_command_line_without_echoing_it(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["server", "--database", "postgresql://team:hunter2-xyz@127.0.0.1:1/prefect"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --database: a password on the command line shows in every user's "
+                                    "process list; put the URL in FREEZEFLOW_DATABASE_URL")
+    assert "hunter2-xyz" not in result.output + result.stderr
+
+
+def test_server_on_a_database_that_is_not_postgresql_fails_in_one_line(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["server", "--database", "mysql://team@127.0.0.1/prefect"])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: --database: mysql:// is not PostgreSQL; expected postgresql://USER@HOST:5432/"
+                             "DATABASE (leave --database out to use SQLite)\n")
+
+
+def test_server_on_an_unreachable_database_fails_in_one_line_within_seconds(
+    app: typer.Typer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = closed_port()
+    monkeypatch.setenv("FREEZEFLOW_DATABASE_URL", f"postgresql://team:pw-xyz@127.0.0.1:{port}/prefect")
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["server", "--port", str(closed_port())])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot reach PostgreSQL at 127.0.0.1:{port}: Connection refused")
+    assert result.stderr.count("\n") == 1 and "pw-xyz" not in result.stderr
+    assert time.monotonic() - started < 30
+
+
+def test_server_on_postgresql_with_a_wrong_password_fails_in_one_line_within_seconds(
+    app: typer.Typer, monkeypatch: pytest.MonkeyPatch, postgres: PostgresServer
+) -> None:
+    monkeypatch.setenv("FREEZEFLOW_DATABASE_URL", postgres.url_with_password("wrong-password-xyz"))
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["server", "--port", str(closed_port())])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: PostgreSQL at 127.0.0.1:{postgres.port} refused the password for user "
+                             "'freezeflow' (database 'prefect'); check the password in FREEZEFLOW_DATABASE_URL, "
+                             "PGPASSWORD or ~/.pgpass\n")
+    assert time.monotonic() - started < 30
 
 
 def test_worker_without_an_api_exits_with_a_hint_to_start_one(app: typer.Typer) -> None:
