@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from prefect import flow
 
@@ -16,6 +16,7 @@ from flows.params import (
 )
 from flows.stage_runner import StageClock, convert_stages, publish_report
 from tasks.core import layout
+from tasks.core.records import RunSummary
 from tasks.stages.checkpoint import describe_checkpoint
 from tasks.storage.destinations import open_destination
 
@@ -31,7 +32,7 @@ def convert_checkpoint(
     destination: DestinationURI = "published",
     refresh_cache: bool = False,
     freeze_engine: FreezeEngine = "stream",
-) -> dict[str, Any]:
+) -> RunSummary:
     """Convert the checkpoint at ``checkpoint`` (a prefix, or a folder with a ``checkpoint`` file).
 
     TF1 Saver checkpoints need their ``.meta`` graph and an output node; TF2 object-based checkpoints

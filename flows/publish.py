@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.stage_runner import StageClock, convert_stages, persisted, publish_report
@@ -19,17 +17,14 @@ from flows.params import (
 )
 from tasks.core import layout
 from tasks.storage.destinations import open_destination
+from tasks.storage.uris import is_gs_uri
 from tasks.stages.checkpoint import checkpoint as checkpoint_stage
 from tasks.tf.entrypoints import entrypoint_digest
 from tasks.core.errors import ParameterError
-from tasks.core.records import Publication
+from tasks.core.records import RunSummary
 from tasks.stages.train import train
 from tasks.stages.deploy import deploy
 from tasks.vertex.deploy import VertexParams
-
-
-def publication_of(summary: dict[str, Any]) -> Publication:
-    return Publication.model_validate(summary["publication"])
 
 
 @flow(name="publish_model", description="Train a TensorFlow model, freeze it, export a SavedModel, validate, publish.")
@@ -43,7 +38,7 @@ def publish_model(
     refresh_cache: bool = False,
     freeze_engine: FreezeEngine = "stream",
     vertex: VertexParams = VertexParams(),
-) -> dict[str, Any]:
+) -> RunSummary:
     """Run the whole pipeline; a second run with the same parameters is served from the cache.
 
     Args:
@@ -58,7 +53,7 @@ def publish_model(
         vertex: Optional Vertex AI deployment of the published gs:// version.
     """
     layout.check_model_name(model_name)
-    if vertex.enabled and not destination.startswith("gs://"):
+    if vertex.enabled and not is_gs_uri(destination):
         raise ParameterError(f"vertex.enabled needs a gs:// destination (Vertex AI reads models from Cloud Storage), got {destination!r}")
     open_destination(destination)  # a malformed destination fails before any work, not at upload
     digest = entrypoint_digest(training.entrypoint)  # fails fast on an entrypoint that does not import
@@ -74,9 +69,9 @@ def publish_model(
                                      signature=signature, validation=validation, destination=destination,
                                      freeze_engine=freeze_engine),
     )
-    summary["losses"] = list(trained.losses)
+    summary = summary.model_copy(update={"losses": tuple(trained.losses)})
     if vertex.enabled:
-        deployment = clock.run("deploy", deploy, publication_of(summary), vertex)
-        summary["deployment"] = deployment.model_dump(mode="json") if deployment else None
+        deployment = clock.run("deploy", deploy, summary.publication, vertex)
+        summary = summary.model_copy(update={"stages": tuple(clock.stages), "deployment": deployment})
     publish_report(summary)
     return summary

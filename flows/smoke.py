@@ -6,33 +6,33 @@ it fails unless every format gives the guide's answers (2.0, 3.0, 4.0 at x = 2, 
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow
 
 from flows.params import DestinationURI, TrainingParams, ValidationParams
 from flows.publish import publish_model
 from tasks.core.errors import ValidationFailed
+from tasks.core.records import RunSummary
+from tasks.core.tolerance import compare
 
 GUIDE = {2.0: 2.0, 4.0: 3.0, 6.0: 4.0}
 GUIDE_TOLERANCE = 1e-3
 
 
-def check_guide_answers(summary: dict[str, Any]) -> None:
+def check_guide_answers(summary: RunSummary) -> None:
     """Every format must give the guide's outputs within GUIDE_TOLERANCE."""
-    report = summary["validation"]
+    report = summary.validation
     wrong = []
-    for prediction in report["predictions"]:
-        for x, got in zip(report["reference_inputs"], prediction["outputs"]):
+    for prediction in report.predictions:
+        for x, got in zip(report.reference_inputs, prediction.outputs):
             want = GUIDE[float(x)]
-            if abs(got - want) > GUIDE_TOLERANCE:
-                wrong.append(f"{prediction['source']} gives {got:.6g} at x={x}, the guide says {want}")
+            if not compare(got, want, atol=GUIDE_TOLERANCE).passed:
+                wrong.append(f"{prediction.source} gives {got:.6g} at x={x}, the guide says {want}")
     if wrong:
         raise ValidationFailed("smoke: " + "; ".join(wrong))
 
 
 @flow(name="smoke", description="The whole pipeline on the default model, uncached, checked against the guide's numbers.")
-def smoke(destination: DestinationURI = "published-smoke", epochs: int = 150) -> dict[str, Any]:
+def smoke(destination: DestinationURI = "published-smoke", epochs: int = 150) -> RunSummary:
     summary = publish_model(
         model_name="smoke",
         training=TrainingParams(epochs=epochs),

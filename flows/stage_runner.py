@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.params import SignatureParams, ValidationParams
 from tasks.core import layout, workspace
-from tasks.core.records import Checkpoint
+from tasks.core.records import Checkpoint, RunSummary, StageRun
 from tasks.core.report import run_markdown
 from tasks.stages.export import export
 from tasks.stages.freeze import freeze
@@ -27,10 +27,10 @@ class StageClock:
     """Records each stage's final state name (Completed or Cached) and wall time, for the report."""
 
     def __init__(self) -> None:
-        self.stages: list[dict[str, Any]] = []
+        self.stages: list[StageRun] = []
 
     def record(self, name: str, state: Any, started: float) -> Any:
-        self.stages.append({"name": name, "state": state.name, "seconds": time.monotonic() - started})
+        self.stages.append(StageRun(name=name, state=state.name, seconds=time.monotonic() - started))
         return state.result()  # raises the stage's error, failing the flow with it
 
     def run(self, name: str, stage: Any, *args: Any, **kwargs: Any) -> Any:
@@ -50,7 +50,7 @@ def convert_stages(
     parameters: dict[str, Any],
     refresh: bool = False,
     freeze_engine: str = "stream",
-) -> dict[str, Any]:
+) -> RunSummary:
     """freeze ∥ export → validate → upload; returns the run summary."""
     assert checkpoint.interface is not None
     started = time.monotonic()
@@ -65,20 +65,12 @@ def convert_stages(
                        report_key=layout.artifact_key(model_name, "validation"))
     publication = clock.run("upload", persisted(upload, refresh), destination, model_name, checkpoint.interface,
                             frozen, exported, report, parameters)
-    summary = {
-        "model_name": model_name,
-        "stages": clock.stages,
-        "checkpoint": checkpoint.model_dump(mode="json"),
-        "frozen_graph": frozen.model_dump(mode="json"),
-        "saved_model": exported.model_dump(mode="json"),
-        "validation": report.model_dump(mode="json"),
-        "publication": publication.model_dump(mode="json"),
-    }
-    return summary
+    return RunSummary(model_name=model_name, stages=tuple(clock.stages), checkpoint=checkpoint, frozen_graph=frozen,
+                      saved_model=exported, validation=report, publication=publication)
 
 
-def publish_report(summary: dict[str, Any]) -> None:
+def publish_report(summary: RunSummary) -> None:
     create_markdown_artifact(
-        markdown=run_markdown(summary), key=layout.artifact_key(summary["model_name"], "report"),
-        description=f"freezeflow run report for {summary['model_name']}",
+        markdown=run_markdown(summary), key=layout.artifact_key(summary.model_name, "report"),
+        description=f"freezeflow run report for {summary.model_name}",
     )

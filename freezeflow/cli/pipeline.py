@@ -4,31 +4,38 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from freezeflow.cli.common import connect_api, fail, prepare_environment, pydantic_reason, run_flow
 from tasks.tf.entrypoints import DEFAULT_ENTRYPOINT
 
+if TYPE_CHECKING:
+    from tasks.core.records import RunSummary
+
 app = typer.Typer()
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    pub = summary["publication"]
-    state = "already published as" if pub["reused"] else "published"
-    typer.echo(f"{state} {summary['model_name']} v{pub['version']} at {pub['uri']}")
-    typer.echo(f"  frozen graph: {Path(pub['uri']) / 'frozen_graph.pb' if '://' not in pub['uri'] else pub['uri'] + '/frozen_graph.pb'}")
-    typer.echo(f"  SavedModel:   {pub['uri']} (tag serve, signature serving_default)")
-    report = summary["validation"]
-    inputs = report["reference_inputs"]
+def print_summary(summary: "RunSummary") -> None:
+    """The lines scripts read after ``run`` and ``convert``; their wording is part of the interface."""
+    from tasks.core import layout
+
+    pub = summary.publication
+    state = "already published as" if pub.reused else "published"
+    typer.echo(f"{state} {summary.model_name} v{pub.version} at {pub.uri}")
+    frozen_graph = pub.uri + "/" + layout.FROZEN_GRAPH if "://" in pub.uri else Path(pub.uri) / layout.FROZEN_GRAPH
+    typer.echo(f"  frozen graph: {frozen_graph}")
+    typer.echo(f"  SavedModel:   {pub.uri} (tag {summary.saved_model.tag}, signature {summary.saved_model.signature_key})")
+    report = summary.validation
+    inputs = report.reference_inputs
     at = 6.0 if 6.0 in inputs else inputs[-1]
     i = inputs.index(at)
     names = {"checkpoint": "checkpoint", "frozen_graph": "frozen graph", "saved_model": "SavedModel"}
-    cells = ", ".join(f"{names[p['source']]} {p['outputs'][i]:.6g}" if isinstance(p["outputs"][i], (int, float))
-                      else f"{names[p['source']]} {p['outputs'][i]}" for p in report["predictions"])
+    cells = ", ".join(f"{names[p.source]} {p.outputs[i]:.6g}" if isinstance(p.outputs[i], (int, float))
+                      else f"{names[p.source]} {p.outputs[i]}" for p in report.predictions)
     typer.echo(f"  prediction at x={json.dumps(at)}: {cells}")
-    typer.echo("  stages: " + ", ".join(f"{s['name']} {s['state']}" for s in summary["stages"]))
+    typer.echo("  stages: " + ", ".join(f"{s.name} {s.state}" for s in summary.stages))
 
 
 @app.command()

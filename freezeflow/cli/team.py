@@ -22,12 +22,15 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import typer
 
 from freezeflow.cli import local_server
 from freezeflow.cli.common import api_ready, connect_api, fail, prepare_environment, require_api_access
+
+if TYPE_CHECKING:
+    from tasks.core.records import Publication
 
 DEFAULT_POOL = "freezeflow-local"  # the work pool prefect.yaml deploys to
 DEFAULT_HOST = "127.0.0.1"
@@ -325,7 +328,7 @@ class SmokeReport:
     seconds: float
     flow_run_id: Optional[str] = None
     reason: str = ""
-    publication: dict[str, Any] = field(default_factory=dict)
+    publication: Optional[Publication] = None
     started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -455,8 +458,8 @@ def summary_line(report: SmokeReport) -> str:
     if report.passed:
         where = ""
         if report.publication:
-            where = f"; published {report.publication.get('model_name')} v{report.publication.get('version')} " \
-                    f"at {report.publication.get('uri')}"
+            where = f"; published {report.publication.model_name} v{report.publication.version} " \
+                    f"at {report.publication.uri}"
         return f"smoke passed: {len(report.outcomes)} checks in {report.seconds:.1f} s{where}"
     failed = [o for o in report.outcomes if o.status == "failed"]
     at = failed[0].name if failed else "flow"
@@ -478,7 +481,7 @@ def smoke(
     started = time.monotonic()
     report_started = datetime.now(timezone.utc)
     flow_run_id: Optional[str] = None
-    publication: dict[str, Any] = {}
+    publication: Optional[Publication] = None
     api_ready(connection)
     require_api_access()
     try:
@@ -490,7 +493,7 @@ def smoke(
         completed = state.is_completed()
         if completed:
             reason = ""
-            publication = dict(state.result().get("publication") or {})
+            publication = state.result().publication
         else:
             result = state.result(raise_on_failure=False)
             reason = _exception_reason(result) if isinstance(result, BaseException) else (state.message or state.name)

@@ -178,3 +178,46 @@ class Publication(Record):
     manifest_sha256: str
     files: tuple[FileDigest, ...]
     reused: bool = Field(default=False, description="True when identical content was already published.")
+
+
+class VertexDeployment(Record):
+    """What one deploy made: enough to take exactly that down again."""
+
+    project: str
+    region: str
+    api_endpoint: Optional[str] = None
+    endpoint: str = Field(description="Endpoint resource name.")
+    endpoint_created: bool = Field(description="True when this deploy created the endpoint (so undeploy deletes it).")
+    model: str = Field(description="Model resource name this deploy uploaded.")
+    deployed_model_id: str
+    previous_traffic_split: dict[str, int] = Field(description="The endpoint's traffic split before this deploy.")
+    predict_url: str
+    smoke_predictions: list
+    expires_at: Optional[int] = Field(default=None, description="Unix seconds after which undeploy --expired takes it down.")
+
+
+class StageRun(Record):
+    """How one stage of a run ended: its final state's name (Completed, Cached) and its wall time."""
+
+    name: str
+    state: str
+    seconds: float
+
+
+class RunSummary(Record):
+    """What a pipeline flow returns: every stage's record and how each stage ran.
+
+    The CLI prints it, the run report renders it and the smoke flow checks it; Prefect persists it as
+    JSON (the flows' ``result_serializer``), and it reads back as itself.
+    """
+
+    model_name: str
+    stages: tuple[StageRun, ...]
+    checkpoint: Checkpoint
+    frozen_graph: FrozenGraph
+    saved_model: ExportedModel
+    validation: ValidationReport
+    publication: Publication
+    losses: tuple[float, ...] = Field(default=(), description="Training loss per epoch; empty for a converted checkpoint.")
+    deployment: Optional[VertexDeployment] = Field(default=None, description="The Vertex AI deployment, when one was asked for.")
+

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from tasks.core.records import RunSummary
 
 
 def _size(n: int) -> str:
@@ -16,24 +16,24 @@ def _size(n: int) -> str:
     return f"{value:.1f} {unit}"
 
 
-def run_markdown(summary: dict[str, Any]) -> str:
-    """Markdown for a run summary as the flows return it (see ``flows.convert.RunSummary``)."""
-    pub = summary["publication"]
-    lines = [f"# {summary['model_name']} v{pub['version']}", "",
-             f"Published to `{pub['uri']}`" + (" (identical content was already there)" if pub["reused"] else ""), "",
+def run_markdown(summary: RunSummary) -> str:
+    """Markdown for the run summary a flow returns."""
+    pub = summary.publication
+    lines = [f"# {summary.model_name} v{pub.version}", "",
+             f"Published to `{pub.uri}`" + (" (identical content was already there)" if pub.reused else ""), "",
              "| stage | state | seconds |", "|---|---|---|"]
-    for stage in summary["stages"]:
-        lines.append(f"| {stage['name']} | {stage['state']} | {stage['seconds']:.2f} |")
+    for stage in summary.stages:
+        lines.append(f"| {stage.name} | {stage.state} | {stage.seconds:.2f} |")
     lines += ["", "| file | size | sha256 |", "|---|---|---|"]
-    lines += [f"| {f['path']} | {_size(f['size'])} | `{f['sha256'][:16]}…` |" for f in pub["files"]]
-    report = summary["validation"]
-    lines += ["", f"Validation: {'passed' if report['passed'] else 'FAILED'}, largest difference "
-              f"{report['max_abs_difference']:.3g} (tolerance {report['tolerance']:g})", "",
-              "| input | " + " | ".join(p["source"] for p in report["predictions"]) + " |",
-              "|---|" + "---|" * len(report["predictions"])]
-    for i, value in enumerate(report["reference_inputs"]):
-        lines.append(f"| {value} | " + " | ".join(str(p["outputs"][i]) for p in report["predictions"]) + " |")
-    if summary.get("losses"):
-        losses = summary["losses"]
+    lines += [f"| {f.path} | {_size(f.size)} | `{f.sha256[:16]}…` |" for f in pub.files]
+    report = summary.validation
+    lines += ["", f"Validation: {'passed' if report.passed else 'FAILED'}, largest difference "
+              f"{report.max_abs_difference:.3g} (tolerance {report.tolerance:g})", "",
+              "| input | " + " | ".join(p.source for p in report.predictions) + " |",
+              "|---|" + "---|" * len(report.predictions)]
+    for i, value in enumerate(report.reference_inputs):
+        lines.append(f"| {value} | " + " | ".join(str(p.outputs[i]) for p in report.predictions) + " |")
+    if summary.losses:
+        losses = summary.losses
         lines += ["", f"Training: {len(losses)} epochs, loss {losses[0]:.4g} → {losses[-1]:.4g}"]
     return "\n".join(lines) + "\n"

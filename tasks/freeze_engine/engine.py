@@ -21,6 +21,7 @@ from tasks.core.names import PROTOBUF_LIMIT
 from tasks.core.os_errors import os_error_reason
 from tasks.freeze_engine import dtypes, protos, subgraph, tensor_data, writer
 from tasks.freeze_engine.bundle import TensorBundle, TensorSource
+from tasks.freeze_engine.devices import clear_node_devices
 from tasks.freeze_engine.files import CheckpointFiles, locate_checkpoint
 from tasks.freeze_engine.graph_names import Message
 from tasks.freeze_engine.restore_map import restore_specs
@@ -158,17 +159,16 @@ def _plan(
     for node in ordered:
         copy = protos.node_def_pb2.NodeDef()
         copy.CopyFrom(node)
-        copy.device = ""
         _drop_missing_colocation(copy, needed)
         copies.append(copy)
+    clear_node_devices(copies)
     library = {function.signature.name: function for function in graph_def.library.function}
     rewritten = rewrite(copies, library, values)
     functions = protos.function_pb2.FunctionDefLibrary()
     for function in rewritten.functions:
         function_copy = functions.function.add()
         function_copy.CopyFrom(function)
-        for node in function_copy.node_def:
-            node.device = ""
+        clear_node_devices(function_copy.node_def)
     versions = None
     if graph_def.HasField("versions"):
         versions = protos.versions_pb2.VersionDef()

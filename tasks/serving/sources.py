@@ -9,15 +9,16 @@ against the digest its manifest records.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from tasks.core import layout, workspace
-from tasks.core.errors import ParameterError, StaleArtifactError
+from tasks.core.errors import ParameterError
+from tasks.storage.base import Destination
+from tasks.storage.uris import is_gs_uri, split_model_uri
 
 
 class ModelSource(ABC):
@@ -126,40 +127,22 @@ def cache_dir(version_uri: str) -> Path:
     return workspace.home() / "serving-cache" / hashlib.sha256(version_uri.encode()).hexdigest()[:24]
 
 
-def download_version(destination: Any, model: str, version: int) -> Path:
+def download_version(destination: Destination, model: str, version: int) -> Path:
     """Copy a published version into the local cache, checking every file against the manifest's digest."""
-    from tasks.core.digests import file_sha256
-
     uri = destination.version_uri(model, version)
     final = cache_dir(uri)
     if (final / layout.MANIFEST).is_file():
         return final
-    manifest = destination.read_manifest(model, version)
-    if manifest is None:
-        raise StaleArtifactError(f"{uri} has no manifest; it is not (or no longer) published")
-    bucket, prefix = _split_gs(uri)
-    client = destination.client  # the destination's own client: its credentials, emulator host and retries
     scratch = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     try:
-        for entry in manifest["files"]:
-            target = scratch / entry["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.bucket(bucket).blob(f"{prefix}/{entry['path']}").download_to_filename(str(target), timeout=120)
-            if file_sha256(target) != entry["sha256"]:
-                raise StaleArtifactError(f"{uri}/{entry['path']} does not hold the digest its manifest records")
-        # Written last, as at the destination: a cached folder with a manifest is complete.
-        (scratch / layout.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        # The destination's own client, layout, retries and digest checks; the manifest comes last.
+        destination.download_version(model, version, scratch)
         if final.exists():
             shutil.rmtree(final)
         scratch.rename(final)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return final
-
-
-def _split_gs(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("gs://"):].partition("/")
-    return bucket, prefix.strip("/")
 
 
 def check_servable_name(name: str) -> str:
@@ -179,18 +162,12 @@ def open_model_source(uri: str, model_name: Optional[str] = None) -> ModelSource
     """The source a path or URI names: a version folder, a model folder, or gs://bucket/prefix/MODEL[/VERSION]."""
     if model_name is not None:
         check_servable_name(model_name)
-    if uri.startswith("gs://"):
-        bucket, prefix = _split_gs(uri)
-        parts = [p for p in prefix.split("/") if p]
-        if not bucket or not parts:
+    if is_gs_uri(uri):
+        found = split_model_uri(uri)
+        if found is None:
             raise ParameterError(f"{uri}: name a model, gs://bucket/prefix/MODEL or gs://bucket/prefix/MODEL/VERSION")
-        version = layout.parse_version(parts[-1])
-        if version is not None:
-            parts = parts[:-1]
-        if not parts:
-            raise ParameterError(f"{uri}: a version needs its model folder, gs://bucket/prefix/MODEL/VERSION")
-        root = "gs://" + "/".join([bucket] + parts[:-1])
-        return GCSModelSource(root, parts[-1], _servable_name(model_name or parts[-1]), only_version=version)
+        root, model, version = found
+        return GCSModelSource(root, model, _servable_name(model_name or model), only_version=version)
     if "://" in uri:
         raise ParameterError(f"{uri!r}: serve a local folder or gs://bucket/prefix/MODEL")
     folder = Path(uri).expanduser().resolve()

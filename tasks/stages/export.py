@@ -16,10 +16,12 @@ from tasks.core.cache_keys import stage_token
 from tasks.stages.cache_policy import stage_policy
 from tasks.stages.checkpoint import restore_trackable, restored_session
 from tasks.core.errors import CheckpointError, ParameterError
-from tasks.core.layout import SERVING_TAG, SIGNATURE_KEY
+from tasks.core.layout import SAVED_MODEL, SERVING_TAG, SIGNATURE_KEY
+from tasks.freeze_engine.devices import clear_devices
 from tasks.core.records import Artifact, Checkpoint, ExportedModel
 
-STAGE_MODULES = ("tasks.stages.export", "tasks.stages.checkpoint", "tasks.stages.freeze", "tasks.tf.entrypoints", "tasks.core.records")
+STAGE_MODULES = ("tasks.stages.export", "tasks.stages.checkpoint", "tasks.stages.freeze", "tasks.tf.entrypoints", "tasks.core.records",
+                 "tasks.freeze_engine.devices")
 LOCAL_VERSION = "1"
 
 
@@ -64,19 +66,15 @@ def _export_tf2(checkpoint: Checkpoint, input_key: str, output_key: str, target:
     holder.model = model
     holder.serve = serve
     tf.saved_model.save(holder, target, signatures={SIGNATURE_KEY: serve.get_concrete_function()})
-    _clear_devices(Path(target))
+    _unpin_saved_model(Path(target))
 
 
-def _clear_devices(folder: Path) -> None:
+def _unpin_saved_model(folder: Path) -> None:
     """TF2's saver pins its save/restore ops to the CPU; a served model should carry no device pins."""
     proto = read_saved_model_proto(folder)
     for meta in proto.meta_graphs:
-        for node in meta.graph_def.node:
-            node.device = ""
-        for function in meta.graph_def.library.function:
-            for node in function.node_def:
-                node.device = ""
-    (folder / "saved_model.pb").write_bytes(proto.SerializeToString(deterministic=True))
+        clear_devices(meta.graph_def)
+    (folder / SAVED_MODEL).write_bytes(proto.SerializeToString(deterministic=True))
 
 
 def _tensor(name: str) -> str:
@@ -110,7 +108,7 @@ def read_saved_model_proto(folder: Any) -> Any:
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((folder / "saved_model.pb").read_bytes())
+    proto.ParseFromString((folder / SAVED_MODEL).read_bytes())
     return proto
 
 
@@ -118,7 +116,7 @@ def check_exported(exported: ExportedModel) -> None:
     """The stage checks its output: saved_model.pb and variables are there, with the tag and signature."""
     exported.artifact.verify()
     names = {f.path for f in exported.artifact.files}
-    if "saved_model.pb" not in names or "variables/variables.index" not in names:
+    if SAVED_MODEL not in names or "variables/variables.index" not in names:
         raise CheckpointError(f"SavedModel {exported.artifact.root} is incomplete: {sorted(names)}")
     proto = read_saved_model_proto(exported.artifact.path())
     graphs = [m for m in proto.meta_graphs if SERVING_TAG in m.meta_info_def.tags]

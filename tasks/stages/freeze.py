@@ -27,6 +27,7 @@ from tasks.stages.checkpoint import (
 )
 from tasks.core.errors import CheckpointError, GraphTooLargeError, ParameterError
 from tasks.core.layout import FROZEN_GRAPH
+from tasks.freeze_engine.devices import clear_devices, pinned_nodes
 from tasks.core.names import PROTOBUF_LIMIT, FreezeEngine
 from tasks.core.records import Artifact, Checkpoint, FrozenGraph
 
@@ -34,7 +35,7 @@ STAGE_MODULES = (
     "tasks.stages.freeze", "tasks.stages.checkpoint", "tasks.tf.entrypoints", "tasks.core.records",
     "tasks.freeze_engine.engine", "tasks.freeze_engine.rewrite", "tasks.freeze_engine.writer",
     "tasks.freeze_engine.subgraph", "tasks.freeze_engine.restore_map", "tasks.freeze_engine.bundle",
-    "tasks.freeze_engine.tensor_data",
+    "tasks.freeze_engine.tensor_data", "tasks.freeze_engine.devices",
 )
 ENGINE_NAMES = {"stream": "freezeflow-stream", "tf": "tensorflow-v1"}
 
@@ -66,14 +67,6 @@ def estimated_frozen_size(graph_def: Any, prefix: Path, output_nodes: Sequence[s
     return total
 
 
-def _clear_devices(graph_def: Any) -> None:
-    for node in graph_def.node:
-        node.device = ""
-    for function in graph_def.library.function:
-        for node in function.node_def:
-            node.device = ""
-
-
 def _single_input(graph_def: Any, checkpoint: Checkpoint) -> str:
     if checkpoint.interface is not None:
         return checkpoint.interface.input.name
@@ -102,7 +95,7 @@ def _freeze_tf1(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: 
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
             session, graph.as_graph_def(), [n.split(":")[0] for n in output_nodes]
         )
-    _clear_devices(frozen)
+    clear_devices(frozen)
     return frozen, _single_input(frozen, checkpoint)
 
 
@@ -127,7 +120,7 @@ def _freeze_tf2(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: 
         check_output_nodes(graph_def, output_nodes, f"the model {checkpoint.entrypoint!r} builds")
         graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [n.split(":")[0] for n in output_nodes])
         output = output_nodes[0] if ":" in output_nodes[0] else output_nodes[0] + ":0"
-    _clear_devices(graph_def)
+    clear_devices(graph_def)
     return graph_def, frozen_fn.inputs[0].name.split(":")[0], output
 
 
@@ -211,7 +204,7 @@ def check_frozen(frozen: FrozenGraph) -> None:
     names = {n.name for n in graph_def.node}
     problems = [f"output node {n!r} missing" for n in frozen.output_nodes if n not in names]
     problems += [f"variable {n.name!r} left" for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp")]
-    problems += [f"device pin on {n.name!r}" for n in graph_def.node if n.device]
+    problems += [f"device pin on {name!r}" for name in pinned_nodes(graph_def)]
     if problems:
         raise CheckpointError(f"frozen graph {frozen.graph_path} is not self-sufficient: {'; '.join(problems)}")
 

@@ -12,6 +12,7 @@ from tasks.core import layout
 from tasks.stages.cache_policy import stage_policy
 from tasks.storage.base import PublishFile
 from tasks.storage.destinations import open_destination
+from tasks.storage.uris import GS_SCHEME, is_gs_uri
 from tasks.core.errors import StaleArtifactError, TransientDestinationError
 from tasks.core.records import ExportedModel, FrozenGraph, ModelInterface, Publication, ValidationReport
 
@@ -153,8 +154,8 @@ def one_publisher_per_model(model_name: str) -> Iterator[None]:
 
 def browsable_link(uri: str) -> str:
     """A link a browser opens: the Cloud Console for gs://, file:// for a local folder."""
-    if uri.startswith("gs://"):
-        return "https://console.cloud.google.com/storage/browser/" + uri[len("gs://"):]
+    if is_gs_uri(uri):
+        return "https://console.cloud.google.com/storage/browser/" + uri[len(GS_SCHEME):]
     from pathlib import Path
 
     return Path(uri).as_uri()

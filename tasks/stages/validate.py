@@ -21,6 +21,7 @@ from tasks.core.errors import ParameterError, ValidationFailed
 from tasks.stages.export import read_saved_model_proto
 from tasks.stages.freeze import load_graph_def
 from tasks.core.layout import SERVING_TAG
+from tasks.freeze_engine.devices import pinned_nodes
 from tasks.core.records import (
     Artifact,
     Checkpoint,
@@ -36,7 +37,7 @@ from tasks.serving.server import serving_check
 
 STAGE_MODULES = (
     "tasks.stages.validate", "tasks.stages.export", "tasks.stages.freeze", "tasks.stages.checkpoint", "tasks.tf.entrypoints", "tasks.core.records",
-    "tasks.core.tolerance", "tasks.serving.server", "tasks.serving.repository", "tasks.serving.sources", "tasks.serving.rest", "tasks.serving.predict",
+    "tasks.core.tolerance", "tasks.freeze_engine.devices", "tasks.serving.server", "tasks.serving.repository", "tasks.serving.sources", "tasks.serving.rest", "tasks.serving.predict",
 )
 
 
@@ -135,10 +136,9 @@ def contract_checks(exported: ExportedModel, frozen: FrozenGraph, interface: Mod
             dynamic = shape.unknown_rank or (len(shape.dim) > 0 and shape.dim[0].size == -1)
             checks.append(CheckResult(name="batch dimension", passed=dynamic,
                                       detail="dynamic" if dynamic else f"fixed at {shape.dim[0].size if shape.dim else 'scalar'}"))
-    pinned = [n.name for n in meta.graph_def.node if n.device]
-    pinned += [n.name for f in meta.graph_def.library.function for n in f.node_def if n.device]
+    pinned = pinned_nodes(meta.graph_def)
     frozen_def = load_graph_def(frozen.graph_path)
-    pinned += [n.name for n in frozen_def.node if n.device]
+    pinned += pinned_nodes(frozen_def)
     checks.append(CheckResult(name="no device pins", passed=not pinned,
                               detail="none" if not pinned else "pinned: " + ", ".join(pinned[:5])))
     return checks

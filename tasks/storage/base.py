@@ -12,11 +12,12 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from tasks.core import layout
-from tasks.core.digests import combined_digest
+from tasks.core.digests import combined_digest, file_sha256
+from tasks.core.errors import StaleArtifactError
 from tasks.core.records import FileDigest, Publication
 
 
@@ -57,6 +58,29 @@ class Destination(ABC):
 
     @abstractmethod
     def version_uri(self, model: str, version: int) -> str: ...
+
+    @abstractmethod
+    def _fetch_file(self, model: str, version: int, path: str, target: Path) -> None:
+        """Copy one file of a published version (``path`` as the manifest names it) to ``target``."""
+
+    def download_version(self, model: str, version: int, target: Path) -> dict[str, Any]:
+        """Copy a published version into the new folder ``target``, every file checked against the
+        digest its manifest records, the manifest written last (as at the destination); returns it."""
+        uri = self.version_uri(model, version)
+        manifest = self.read_manifest(model, version)
+        if manifest is None:
+            raise StaleArtifactError(f"{uri} has no manifest; it is not (or no longer) published")
+        for entry in manifest["files"]:
+            relative = PurePosixPath(entry["path"])
+            if relative.is_absolute() or ".." in relative.parts:  # a manifest is read, not trusted
+                raise StaleArtifactError(f"{uri}/{layout.MANIFEST} names a file outside the version: {entry['path']!r}")
+            file = target / relative
+            file.parent.mkdir(parents=True, exist_ok=True)
+            self._fetch_file(model, version, entry["path"], file)
+            if file_sha256(file) != entry["sha256"]:
+                raise StaleArtifactError(f"{uri}/{entry['path']} does not hold the digest its manifest records")
+        (target / layout.MANIFEST).write_bytes(manifest_bytes(manifest))
+        return manifest
 
     def models(self) -> list[str]:
         return []

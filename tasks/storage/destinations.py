@@ -5,11 +5,12 @@ from __future__ import annotations
 from tasks.core.errors import ParameterError
 from tasks.storage.base import Destination
 from tasks.storage.local import LocalDestination
+from tasks.storage.uris import is_gs_uri
 
 
 def open_destination(uri: str) -> Destination:
     """The destination a string names: ``gs://bucket/prefix`` or a local folder."""
-    if uri.startswith("gs://"):
+    if is_gs_uri(uri):
         try:
             from tasks.storage.gcs import GCSDestination
         except ImportError as exc:

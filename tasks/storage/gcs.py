@@ -21,6 +21,7 @@ import threading
 import uuid
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Optional
 
 import google_crc32c
@@ -34,6 +35,7 @@ from tasks.storage.base import Destination, PublishFile, manifest_bytes
 from tasks.core.errors import ParameterError, PermanentDestinationError, StaleArtifactError, TransientDestinationError
 from tasks.storage.gcs_errors import classify, reason
 from tasks.storage.gcs_progress import UploadCancelled, UploadProgress, UploadReader
+from tasks.storage.uris import is_gs_uri, split_gs_uri
 from tasks.core.records import FileDigest, Publication
 
 logger = logging.getLogger("freezeflow.gcs")
@@ -120,14 +122,12 @@ class GCSDestination(Destination):
     @classmethod
     def from_uri(cls, uri: str, **options: Any) -> "GCSDestination":
         """``gs://bucket[/prefix]``, checked before anything is sent; ``options`` go to the constructor."""
-        if not uri.startswith("gs://"):
+        if not is_gs_uri(uri):
             raise ParameterError(f"destination {uri!r} is not a gs://bucket/prefix URI")
-        bucket, _, prefix = uri[len("gs://"):].partition("/")
-        if prefix.endswith("/"):
-            prefix = prefix[:-1]  # one trailing slash is a common way to write a folder
-        if prefix:
-            check_object_path(prefix, f"prefix of {uri}")
-        return cls(bucket, prefix, **options)
+        gs = split_gs_uri(uri)
+        if gs.path:
+            check_object_path(gs.path, f"prefix of {uri}")
+        return cls(gs.bucket, gs.path, **options)
 
     @property
     def client(self) -> storage.Client:
@@ -393,6 +393,13 @@ class GCSDestination(Destination):
             return None
         except Exception as exc:
             raise self._error(exc, what) from exc
+
+    def _fetch_file(self, model: str, version: int, path: str, target: Path) -> None:
+        name = self._key(layout.version_path(model, version), path)
+        try:
+            self.bucket.blob(name).download_to_filename(str(target), retry=self.retry, timeout=self.timeout)
+        except Exception as exc:
+            raise self._error(exc, f"downloading {self.version_uri(model, version)}/{path}") from exc
 
     def _error(self, exc: BaseException, what: str, missing_bucket: bool = False) -> BaseException:
         return classify(exc, what, self.bucket_name, missing_bucket)

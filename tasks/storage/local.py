@@ -106,6 +106,13 @@ class LocalDestination(Destination):
             files=tuple(FileDigest(path=f.name, sha256=f.sha256, size=f.size) for f in files),
         )
 
+    def _fetch_file(self, model: str, version: int, path: str, target: Path) -> None:
+        source = self.root / layout.version_path(model, version) / path
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            raise _classify(exc, f"reading {source}") from exc
+
     @staticmethod
     def _all_numbers(model_dir: Path) -> list[int]:
         return [v for v in (layout.parse_version(p.name) for p in model_dir.iterdir()) if v is not None]

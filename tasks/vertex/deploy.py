@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.core import layout
 from tasks.core.errors import DeploymentError, ParameterError
+from tasks.core.records import VertexDeployment
+from tasks.storage.uris import is_gs_uri, split_model_uri
 
 log = logging.getLogger("freezeflow.vertex")
 
@@ -80,24 +82,6 @@ class VertexParams(BaseModel):
     @property
     def parent(self) -> str:
         return f"projects/{self.project}/locations/{self.region}"
-
-
-class VertexDeployment(BaseModel):
-    """What one deploy made: enough to take exactly that down again."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    project: str
-    region: str
-    api_endpoint: Optional[str] = None
-    endpoint: str = Field(description="Endpoint resource name.")
-    endpoint_created: bool = Field(description="True when this deploy created the endpoint (so undeploy deletes it).")
-    model: str = Field(description="Model resource name this deploy uploaded.")
-    deployed_model_id: str
-    previous_traffic_split: dict[str, int] = Field(description="The endpoint's traffic split before this deploy.")
-    predict_url: str
-    smoke_predictions: list
-    expires_at: Optional[int] = Field(default=None, description="Unix seconds after which undeploy --expired takes it down.")
 
 
 def _clients(params: VertexParams, credentials: Any) -> tuple[Any, Any]:
@@ -185,7 +169,7 @@ def deploy_version(
 
     if not params.project:
         raise ParameterError("Vertex AI deploy needs a project (--project)")
-    if not artifact_uri.startswith("gs://"):
+    if not is_gs_uri(artifact_uri):
         raise ParameterError(f"Vertex AI serves models from Cloud Storage; {artifact_uri} is not a gs:// URI")
     instances, expected = smoke_request(manifest)
     models, endpoints = _clients(params, credentials)
@@ -359,11 +343,10 @@ def undeploy_expired(params: VertexParams, now: Optional[float] = None, credenti
 
 def split_version_uri(uri: str) -> tuple[str, str, int]:
     """``gs://bucket/prefix/MODEL/VERSION`` as (destination, model, version)."""
-    head, _, tail = uri.rstrip("/").rpartition("/")
-    destination, _, model = head.rpartition("/")
-    version = layout.parse_version(tail)
-    if not uri.startswith("gs://") or version is None or not model or destination in ("gs:", "gs:/"):
+    found = split_model_uri(uri) if is_gs_uri(uri) else None
+    if found is None or found[2] is None:
         raise ParameterError(f"{uri!r} is not a published version: expected gs://bucket/prefix/MODEL/VERSION")
+    destination, model, version = found
     return destination, model, version
 
 

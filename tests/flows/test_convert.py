@@ -29,8 +29,8 @@ def test_guides_tf1_files_convert_as_they_are(guide_checkpoint: Path, tmp_path: 
     state, tasks = run(checkpoint=str(guide_checkpoint.parent), output_nodes=["y"], destination=str(tmp_path / "d"))
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["checkpoint"]["format"] == "tf1"
-    assert {p["source"]: p["outputs"] for p in summary["validation"]["predictions"]} == {
+    assert summary.checkpoint.format == "tf1"
+    assert {p.source: p.outputs for p in summary.validation.predictions} == {
         "checkpoint": [2.0, 3.0, 4.0], "frozen_graph": [2.0, 3.0, 4.0], "saved_model": [2.0, 3.0, 4.0]}
     assert (tmp_path / "d" / "model" / "1" / "frozen_graph.pb").is_file()
     assert set(tasks) == {"freeze", "export", "validate", "upload"}
@@ -44,8 +44,8 @@ def test_changed_checkpoint_bytes_rerun_from_freeze_on(guide_checkpoint: Path, t
     write_guide_checkpoint(guide_checkpoint.parent, m=2.0, b=0.0)  # same path, new bytes
     state, tasks = run(**params)
     assert tasks == {"freeze": "Completed", "export": "Completed", "validate": "Completed", "upload": "Completed"}
-    assert state.result()["validation"]["predictions"][1]["outputs"] == [4.0, 8.0, 12.0]
-    assert state.result()["publication"]["version"] == 2
+    assert state.result().validation.predictions[1].outputs == [4.0, 8.0, 12.0]
+    assert state.result().publication.version == 2
 
 
 def test_tf2_checkpoint_converts_with_its_entrypoint(tmp_path: Path) -> None:
@@ -58,8 +58,8 @@ def test_tf2_checkpoint_converts_with_its_entrypoint(tmp_path: Path) -> None:
     shutil.copytree(checkpoint.artifact.path(), folder)
     state, _ = run(checkpoint=str(folder), entrypoint="tasks.tf.entrypoints:linear_model", destination=str(tmp_path / "d"))
     assert state.is_completed(), state.message
-    assert state.result()["checkpoint"]["format"] == "tf2"
-    assert state.result()["validation"]["predictions"][2]["outputs"] == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)
+    assert state.result().checkpoint.format == "tf2"
+    assert state.result().validation.predictions[2].outputs == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)
 
 
 def _truncate(prefix: Path) -> None:

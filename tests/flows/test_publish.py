@@ -35,14 +35,14 @@ def test_guide_numbers_through_every_format_and_second_run_is_fully_cached(tmp_p
     assert state.is_completed(), state.message
     assert tasks == {stage: "Completed" for stage in STAGES}
     summary = state.result()
-    for prediction in summary["validation"]["predictions"]:
-        assert prediction["outputs"] == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)
+    for prediction in summary.validation.predictions:
+        assert prediction.outputs == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)
     assert (dest / "linear" / "1" / "manifest.json").is_file()
 
     again, tasks = run(destination=str(dest))
     assert again.is_completed()
     assert tasks == {stage: "Cached" for stage in STAGES}
-    assert [s["state"] for s in again.result()["stages"]] == ["Cached"] * 6
+    assert [s.state for s in again.result().stages] == ["Cached"] * 6
     assert sorted(p.name for p in (dest / "linear").iterdir()) == ["1"]
 
 
@@ -60,7 +60,7 @@ def test_deleted_stage_output_is_noticed_and_rebuilt(tmp_path: Path, workspace_h
     state, tasks = run(destination=str(tmp_path / "dest"))
     assert state.is_completed()
     assert tasks["freeze"] == "Completed" and tasks["train"] == "Cached" and tasks["export"] == "Cached"
-    frozen = Path(state.result()["frozen_graph"]["artifact"]["root"]) / "frozen_graph.pb"
+    frozen = state.result().frozen_graph.graph_path
     assert frozen.is_file()
 
 
@@ -89,10 +89,10 @@ def test_tf2_checkpoints_go_through_the_same_pipeline(tmp_path: Path) -> None:
     state, _ = run(destination=str(tmp_path / "dest"), checkpoint_format="tf2", model_name="linear-tf2")
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["checkpoint"]["format"] == "tf2"
-    assert summary["frozen_graph"]["engine"] == "tensorflow-v2"
-    for prediction in summary["validation"]["predictions"]:
-        assert prediction["outputs"] == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)
+    assert summary.checkpoint.format == "tf2"
+    assert summary.frozen_graph.engine == "tensorflow-v2"
+    for prediction in summary.validation.predictions:
+        assert prediction.outputs == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)
 
 
 def test_entrypoint_that_does_not_import_fails_before_any_stage(tmp_path: Path) -> None:
