@@ -6,6 +6,7 @@ from typing import Optional
 
 from prefect import flow
 
+from flows import defaults
 from flows.params import (
     DestinationURI,
     FreezeEngine,
@@ -26,12 +27,12 @@ def convert_checkpoint(
     checkpoint: str,
     output_nodes: Optional[list[str]] = None,
     entrypoint: Optional[str] = None,
-    model_name: ModelName = "model",
+    model_name: ModelName = defaults.CONVERTED_MODEL_NAME,
     signature: SignatureParams = SignatureParams(),
     validation: ValidationParams = ValidationParams(),
-    destination: DestinationURI = "published",
+    destination: DestinationURI = defaults.DESTINATION,
     refresh_cache: bool = False,
-    freeze_engine: FreezeEngine = "stream",
+    freeze_engine: FreezeEngine = defaults.FREEZE_ENGINE,
 ) -> RunSummary:
     """Convert the checkpoint at ``checkpoint`` (a prefix, or a folder with a ``checkpoint`` file).
 

@@ -1,4 +1,8 @@
-"""The typed parameters the flows share; Prefect renders them as a form in its UI."""
+"""The typed parameters the flows share; Prefect renders them as a form in its UI.
+
+Defaults come from :mod:`flows.defaults` and allowed values from :mod:`tasks.core.names`, which the CLI
+reads too. Neither Prefect nor TensorFlow is imported here.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows import defaults
 from tasks.core import names
 from tasks.core.layout import MODEL_NAME_PATTERN
-from tasks.tf.entrypoints import DEFAULT_ENTRYPOINT
 
 
 class TrainingParams(BaseModel):
@@ -17,12 +21,12 @@ class TrainingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entrypoint: str = Field(
-        default=DEFAULT_ENTRYPOINT,
+        default=defaults.ENTRYPOINT,
         description="package.module:function that builds and trains the model (see README, 'Bring your own model').",
     )
-    epochs: int = Field(default=200, ge=0, le=1_000_000, description="Training epochs (0 builds without training).")
-    learning_rate: float = Field(default=0.05, gt=0, le=10, description="Learning rate of the optimizer.")
-    seed: int = Field(default=0, ge=0, description="Seed for the synthetic data and initialisation: same seed, same model.")
+    epochs: int = Field(default=defaults.EPOCHS, ge=0, le=1_000_000, description="Training epochs (0 builds without training).")
+    learning_rate: float = Field(default=defaults.LEARNING_RATE, gt=0, le=10, description="Learning rate of the optimizer.")
+    seed: int = Field(default=defaults.SEED, ge=0, description="Seed for the synthetic data and initialisation: same seed, same model.")
     options: dict[str, Any] = Field(default_factory=dict, description="Extra options handed to the entrypoint.")
 
 

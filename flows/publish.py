@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.stage_runner import StageClock, convert_stages, persisted, publish_report
+from flows import defaults
 from flows.params import (
     CheckpointFormat,
     DestinationURI,
@@ -29,14 +30,14 @@ from tasks.vertex.deploy import VertexParams
 
 @flow(name="publish_model", description="Train a TensorFlow model, freeze it, export a SavedModel, validate, publish.")
 def publish_model(
-    model_name: ModelName = "linear",
+    model_name: ModelName = defaults.TRAINED_MODEL_NAME,
     training: TrainingParams = TrainingParams(),
-    checkpoint_format: CheckpointFormat = "tf1",
+    checkpoint_format: CheckpointFormat = defaults.CHECKPOINT_FORMAT,
     signature: SignatureParams = SignatureParams(),
     validation: ValidationParams = ValidationParams(),
-    destination: DestinationURI = "published",
+    destination: DestinationURI = defaults.DESTINATION,
     refresh_cache: bool = False,
-    freeze_engine: FreezeEngine = "stream",
+    freeze_engine: FreezeEngine = defaults.FREEZE_ENGINE,
     vertex: VertexParams = VertexParams(),
 ) -> RunSummary:
     """Run the whole pipeline; a second run with the same parameters is served from the cache.

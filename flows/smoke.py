@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from flows import defaults
 from flows.params import DestinationURI, TrainingParams, ValidationParams
 from flows.publish import publish_model
 from tasks.core.errors import ValidationFailed
@@ -32,7 +33,7 @@ def check_guide_answers(summary: RunSummary) -> None:
 
 
 @flow(name="smoke", description="The whole pipeline on the default model, uncached, checked against the guide's numbers.")
-def smoke(destination: DestinationURI = "published-smoke", epochs: int = 150) -> RunSummary:
+def smoke(destination: DestinationURI = defaults.SMOKE_DESTINATION, epochs: int = defaults.SMOKE_EPOCHS) -> RunSummary:
     summary = publish_model(
         model_name="smoke",
         training=TrainingParams(epochs=epochs),

@@ -1,4 +1,9 @@
-"""``freezeflow run`` and ``freezeflow convert``: the pipeline's flows from the command line."""
+"""``freezeflow run`` and ``freezeflow convert``: the pipeline's flows from the command line.
+
+Defaults come from :mod:`flows.defaults` and allowed values from :mod:`tasks.core.names`, the same
+places the flows' parameter models read, so the command and the Prefect UI's form cannot disagree.
+The models themselves are imported when a command runs: building them would slow ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,16 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from flows import defaults
 from freezeflow.cli.common import connect_api, fail, prepare_environment, pydantic_reason, run_flow
-from tasks.tf.entrypoints import DEFAULT_ENTRYPOINT
+from tasks.core import names
 
 if TYPE_CHECKING:
     from tasks.core.records import RunSummary
 
 app = typer.Typer()
+_FORMATS = names.choices(names.CheckpointFormat)
+_ENGINES = names.choices(names.FreezeEngine)
 
 
 def print_summary(summary: "RunSummary") -> None:
@@ -40,19 +48,20 @@ def print_summary(summary: "RunSummary") -> None:
 
 @app.command()
 def run(
-    dest: str = typer.Option("published", "--dest", help="Local folder or gs://bucket/prefix to publish to."),
-    model_name: str = typer.Option("linear", "--model-name", help="Name of the model at the destination."),
-    entrypoint: str = typer.Option(DEFAULT_ENTRYPOINT, help="package.module:function that builds and trains the model."),
-    checkpoint_format: str = typer.Option("tf1", "--format", help="Checkpoint format: tf1 (the guide's) or tf2."),
-    epochs: int = typer.Option(200, min=0, help="Training epochs."),
-    learning_rate: float = typer.Option(0.05, help="Learning rate."),
-    seed: int = typer.Option(0, min=0, help="Seed for data and initialisation."),
-    engine: str = typer.Option("stream", help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
+    dest: str = typer.Option(defaults.DESTINATION, "--dest", help="Local folder or gs://bucket/prefix to publish to."),
+    model_name: str = typer.Option(defaults.TRAINED_MODEL_NAME, "--model-name", help="Name of the model at the destination."),
+    entrypoint: str = typer.Option(defaults.ENTRYPOINT,
+                                   help="package.module:function that builds and trains the model."),
+    checkpoint_format: str = typer.Option(defaults.CHECKPOINT_FORMAT, "--format", help="Checkpoint format: tf1 (the guide's) or tf2."),
+    epochs: int = typer.Option(defaults.EPOCHS, min=0, help="Training epochs."),
+    learning_rate: float = typer.Option(defaults.LEARNING_RATE, help="Learning rate."),
+    seed: int = typer.Option(defaults.SEED, min=0, help="Seed for data and initialisation."),
+    engine: str = typer.Option(defaults.FREEZE_ENGINE, help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
 ) -> None:
     """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
-    if checkpoint_format not in ("tf1", "tf2"):
-        raise typer.BadParameter("must be tf1 or tf2", param_hint="--format")
+    _one_of(checkpoint_format, _FORMATS, "--format")
+    _engine(engine)  # refused before Prefect and TensorFlow are imported
     check_model_name(model_name)
     prepare_environment()
     api = connect_api()  # a new server starts while Prefect and TensorFlow import below
@@ -61,14 +70,18 @@ def run(
 
     training = _params(TrainingParams, entrypoint=entrypoint, epochs=epochs, learning_rate=learning_rate, seed=seed)
     summary = run_flow(publish_model, api=api, model_name=model_name, training=training, checkpoint_format=checkpoint_format,
-                       destination=dest, refresh_cache=no_cache, freeze_engine=_engine(engine))
+                       destination=dest, refresh_cache=no_cache, freeze_engine=engine)
     print_summary(summary)
 
 
-def _engine(value: str) -> str:
-    if value not in ("stream", "tf"):
-        raise typer.BadParameter("must be stream or tf", param_hint="--engine")
+def _one_of(value: str, allowed: tuple[str, ...], hint: str) -> str:
+    if value not in allowed:
+        raise typer.BadParameter(f"must be {' or '.join(allowed)}", param_hint=hint)
     return value
+
+
+def _engine(value: str) -> str:
+    return _one_of(value, _ENGINES, "--engine")
 
 
 def check_model_name(name: str) -> None:
@@ -96,14 +109,15 @@ def convert(
     checkpoint: Path = typer.Argument(..., help="Checkpoint prefix (dir/model) or a folder with a 'checkpoint' file."),
     output_node: Optional[list[str]] = typer.Option(None, "--output-node", help="Output node to keep (repeatable)."),
     entrypoint: Optional[str] = typer.Option(None, help="For a TF2 checkpoint: package.module:function that builds its model."),
-    dest: str = typer.Option("published", "--dest", help="Local folder or gs://bucket/prefix to publish to."),
-    model_name: str = typer.Option("model", "--model-name", help="Name of the model at the destination."),
+    dest: str = typer.Option(defaults.DESTINATION, "--dest", help="Local folder or gs://bucket/prefix to publish to."),
+    model_name: str = typer.Option(defaults.CONVERTED_MODEL_NAME, "--model-name", help="Name of the model at the destination."),
     reference_input: Optional[list[str]] = typer.Option(
         None, "--reference-input", help="JSON instance to validate with (repeatable); default 2.0, 4.0, 6.0."),
-    engine: str = typer.Option("stream", help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
+    engine: str = typer.Option(defaults.FREEZE_ENGINE, help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
 ) -> None:
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
+    _engine(engine)
     check_model_name(model_name)
     prepare_environment()
     api = connect_api()
@@ -119,5 +133,5 @@ def convert(
         validation = _params(ValidationParams, reference_inputs=values)
     summary = run_flow(convert_checkpoint, api=api, checkpoint=str(checkpoint), output_nodes=list(output_node or []) or None,
                        entrypoint=entrypoint, model_name=model_name, validation=validation, destination=dest,
-                       refresh_cache=no_cache, freeze_engine=_engine(engine))
+                       refresh_cache=no_cache, freeze_engine=engine)
     print_summary(summary)

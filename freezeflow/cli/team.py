@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 import typer
 
+from flows import defaults
 from freezeflow.cli import local_server
 from freezeflow.cli.common import api_ready, connect_api, fail, prepare_environment, require_api_access
 
@@ -468,8 +469,8 @@ def summary_line(report: SmokeReport) -> str:
 
 
 def smoke(
-    dest: str = typer.Option("published-smoke", "--dest", help="Local folder or gs://bucket/prefix to publish to."),
-    epochs: int = typer.Option(150, "--epochs", min=1, help="Training epochs (the guide's answers need about 100)."),
+    dest: str = typer.Option(defaults.SMOKE_DESTINATION, "--dest", help="Local folder or gs://bucket/prefix to publish to."),
+    epochs: int = typer.Option(defaults.SMOKE_EPOCHS, "--epochs", min=1, help="Training epochs (the guide's answers need about 100)."),
     junit: Optional[Path] = typer.Option(None, "--junit", dir_okay=False, help="Also write a JUnit XML report here."),
 ) -> None:
     """Run the smoke flow (whole pipeline, uncached, checked against the guide); exit 0 only if it passed."""

@@ -41,3 +41,27 @@ def test_the_prediction_line_takes_the_last_input_when_six_is_not_among_them() -
     out = printed(run_summary(reference_inputs=[["a"], ["b"]],
                               predictions={"checkpoint": ["x", "y"], "frozen_graph": ["x", "y"], "saved_model": ["x", "y"]}))
     assert '  prediction at x=["b"]: checkpoint y, frozen graph y, SavedModel y\n' in out
+
+
+def _invoke(*args: str) -> "object":
+    from freezeflow.cli.app import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_format_or_engine_outside_the_flows_literals_is_refused_before_anything_runs() -> None:
+    result = _invoke("run", "--format", "tf3")
+    assert result.exit_code == 2 and "must be tf1 or tf2" in result.output
+    result = _invoke("convert", "ckpt/model", "--engine", "fast")
+    assert result.exit_code == 2 and "must be stream or tf" in result.output
+
+
+def test_bad_choices_are_refused_without_importing_prefect_or_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from freezeflow.cli.app import app; "
+            "r = CliRunner().invoke(app, ['convert', 'ckpt/model', '--engine', 'fast']); "
+            "print(r.exit_code, [m for m in ('prefect', 'tensorflow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "2 []"

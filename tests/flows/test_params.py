@@ -1,0 +1,100 @@
+"""The flows' parameters: one model-name rule, one set of allowed values, one default each, CLI included."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import typer
+from pydantic import TypeAdapter, ValidationError
+
+from flows import defaults
+from flows.params import (
+    CheckpointFormat,
+    FreezeEngine,
+    ModelName,
+    TrainingParams,
+    ValidationParams,
+    parameters_record,
+)
+from tasks.core.errors import ParameterError
+from tasks.core.layout import check_model_name
+
+
+@pytest.mark.parametrize("name", ["linear", "a", "m0.v-1_x", "9" * 63])
+def test_a_good_model_name_passes_the_flow_parameter_and_the_layout_check(name: str) -> None:
+    assert TypeAdapter(ModelName).validate_python(name) == name
+    assert check_model_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Linear", "-x", ".", "..", "a/b", "a" * 64, "linear\n", "lin ear"])
+def test_a_bad_model_name_fails_both_with_the_same_verdict(name: str) -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(ModelName).validate_python(name)
+    with pytest.raises(ParameterError, match=r"model_name .* must be 1-63 lowercase letters"):
+        check_model_name(name)
+
+
+def test_formats_and_engines_allow_exactly_the_core_literals() -> None:
+    assert TypeAdapter(CheckpointFormat).validate_python("tf2") == "tf2"
+    assert TypeAdapter(FreezeEngine).validate_python("tf") == "tf"
+    for kind, bad in ((CheckpointFormat, "tf3"), (FreezeEngine, "fast")):
+        with pytest.raises(ValidationError):
+            TypeAdapter(kind).validate_python(bad)
+
+
+def test_training_defaults_are_the_shared_constants_and_bounds_hold() -> None:
+    params = TrainingParams()
+    assert (params.entrypoint, params.epochs, params.learning_rate, params.seed) == (
+        defaults.ENTRYPOINT, defaults.EPOCHS, defaults.LEARNING_RATE, defaults.SEED)
+    for bad in ({"epochs": -1}, {"learning_rate": 0}, {"seed": -2}, {"unknown": 1}):
+        with pytest.raises(ValidationError):
+            TrainingParams(**bad)
+
+
+def test_validation_needs_a_reference_input_and_a_tolerance_of_zero_or_more() -> None:
+    assert ValidationParams().reference_inputs == [2.0, 4.0, 6.0]
+    with pytest.raises(ValidationError):
+        ValidationParams(reference_inputs=[])
+    with pytest.raises(ValidationError):
+        ValidationParams(tolerance=-1e-9)
+
+
+def test_parameters_record_is_plain_json() -> None:
+    record = parameters_record(model_name="m", training=TrainingParams(epochs=3))
+    assert record["model_name"] == "m" and record["training"]["epochs"] == 3
+
+
+def _cli_defaults(command: str) -> dict[str, object]:
+    from freezeflow.cli.app import app
+
+    group = typer.main.get_command(app)
+    return {p.name: p.default for p in group.commands[command].params}  # type: ignore[attr-defined]
+
+
+def test_the_cli_defaults_are_the_flows_defaults() -> None:
+    from flows.convert import convert_checkpoint
+    from flows.publish import publish_model
+
+    publish = inspect.signature(publish_model.fn).parameters
+    run = _cli_defaults("run")
+    assert run["dest"] == publish["destination"].default
+    assert run["model_name"] == publish["model_name"].default
+    assert run["checkpoint_format"] == publish["checkpoint_format"].default
+    assert run["engine"] == publish["freeze_engine"].default
+    training = TrainingParams()
+    assert (run["entrypoint"], run["epochs"], run["learning_rate"], run["seed"]) == (
+        training.entrypoint, training.epochs, training.learning_rate, training.seed)
+    convert = inspect.signature(convert_checkpoint.fn).parameters
+    cli_convert = _cli_defaults("convert")
+    assert cli_convert["dest"] == convert["destination"].default
+    assert cli_convert["model_name"] == convert["model_name"].default
+    assert cli_convert["engine"] == convert["freeze_engine"].default
+
+
+def test_the_smoke_command_defaults_are_the_smoke_flow_s() -> None:
+    from flows.smoke import smoke
+
+    flow = inspect.signature(smoke.fn).parameters
+    cli = _cli_defaults("smoke")
+    assert (cli["dest"], cli["epochs"]) == (flow["destination"].default, flow["epochs"].default)
