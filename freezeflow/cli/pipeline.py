@@ -15,7 +15,7 @@ import typer
 
 from flows import defaults
 from freezeflow.cli.common import connect_api, fail, prepare_environment, pydantic_reason, run_flow
-from tasks.core import names
+from tasks.core import layout, names
 
 if TYPE_CHECKING:
     from tasks.core.records import RunSummary
@@ -27,8 +27,6 @@ _ENGINES = names.choices(names.FreezeEngine)
 
 def print_summary(summary: "RunSummary") -> None:
     """The lines scripts read after ``run`` and ``convert``; their wording is part of the interface."""
-    from tasks.core import layout
-
     pub = summary.publication
     state = "already published as" if pub.reused else "published"
     typer.echo(f"{state} {summary.model_name} v{pub.version} at {pub.uri}")
@@ -39,9 +37,9 @@ def print_summary(summary: "RunSummary") -> None:
     inputs = report.reference_inputs
     at = 6.0 if 6.0 in inputs else inputs[-1]
     i = inputs.index(at)
-    names = {"checkpoint": "checkpoint", "frozen_graph": "frozen graph", "saved_model": "SavedModel"}
-    cells = ", ".join(f"{names[p.source]} {p.outputs[i]:.6g}" if isinstance(p.outputs[i], (int, float))
-                      else f"{names[p.source]} {p.outputs[i]}" for p in report.predictions)
+    labels = {"checkpoint": "checkpoint", "frozen_graph": "frozen graph", "saved_model": "SavedModel"}
+    cells = ", ".join(f"{labels[p.source]} {p.outputs[i]:.6g}" if isinstance(p.outputs[i], (int, float))
+                      else f"{labels[p.source]} {p.outputs[i]}" for p in report.predictions)
     typer.echo(f"  prediction at x={json.dumps(at)}: {cells}")
     typer.echo("  stages: " + ", ".join(f"{s.name} {s.state}" for s in summary.stages))
 

@@ -17,6 +17,7 @@ from tasks.stages.checkpoint import (
     resolve_prefix,
 )
 from tasks.core.errors import CheckpointError
+from tasks.freeze_engine.devices import pinned_nodes
 
 
 def _saved_model_folder(path: Path) -> Path | None:
@@ -79,7 +80,7 @@ def inspect_frozen_graph(path: Path) -> dict[str, Any]:
         "inputs": input_candidates(graph_def),
         "output_candidates": output_candidates(graph_def),
         "variables_left": [n.name for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp")],
-        "device_pins": [n.name for n in graph_def.node if n.device],
+        "device_pins": pinned_nodes(graph_def),
     }
 
 
