@@ -8,23 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.storage.base import PublishFile
 from tasks.storage.destinations import open_destination
 from tasks.storage.local import LocalDestination
 from tasks.core.digests import file_sha256
-from tasks.core.errors import ParameterError, PermanentDestinationError, StaleArtifactError
-
-
-def _files(folder: Path, content: bytes = b"graph") -> list[PublishFile]:
-    folder.mkdir(parents=True, exist_ok=True)
-    items = {"saved_model.pb": b"sm-" + content, "variables/variables.index": b"idx",
-             "variables/variables.data-00000-of-00001": b"data-" + content, "frozen_graph.pb": content}
-    files = []
-    for name, data in items.items():
-        path = folder / name.replace("/", "_")
-        path.write_bytes(data)
-        files.append(PublishFile(source=path, name=name, sha256=file_sha256(path), size=len(data)))
-    return files
+from tasks.core.errors import ParameterError, PermanentDestinationError
+from tests.support.files import publish_files as _files
 
 
 def test_publish_writes_the_layout_with_the_manifest_last(tmp_path: Path) -> None:
@@ -111,41 +99,3 @@ def test_bad_model_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="model_name 'Bad/Name' must be"):
         LocalDestination(tmp_path).publish("Bad/Name", _files(tmp_path / "src"), {})
 
-
-def test_download_version_copies_every_file_checked_and_the_manifest_byte_for_byte(tmp_path: Path) -> None:
-    dest = LocalDestination(tmp_path / "dest")
-    dest.publish("linear", _files(tmp_path / "src"), {})
-    target = tmp_path / "copy"
-    manifest = dest.download_version("linear", 1, target)
-    version_dir = tmp_path / "dest" / "linear" / "1"
-    published = {p.relative_to(version_dir).as_posix(): p.read_bytes() for p in version_dir.rglob("*") if p.is_file()}
-    copied = {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*") if p.is_file()}
-    assert copied == published
-    assert manifest == json.loads(published["manifest.json"])
-
-
-def test_download_version_refuses_a_file_that_changed_since_publishing(tmp_path: Path) -> None:
-    dest = LocalDestination(tmp_path / "dest")
-    dest.publish("linear", _files(tmp_path / "src"), {})
-    (tmp_path / "dest" / "linear" / "1" / "frozen_graph.pb").write_bytes(b"tampered")
-    with pytest.raises(StaleArtifactError, match=r"linear/1/frozen_graph.pb does not hold the digest its manifest"):
-        dest.download_version("linear", 1, tmp_path / "copy")
-    assert not (tmp_path / "copy" / "manifest.json").exists()  # no manifest: the copy never looks complete
-
-
-def test_download_version_refuses_a_manifest_naming_a_file_outside_the_version(tmp_path: Path) -> None:
-    dest = LocalDestination(tmp_path / "dest")
-    dest.publish("linear", _files(tmp_path / "src"), {})
-    manifest_path = tmp_path / "dest" / "linear" / "1" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"][0]["path"] = "../../../escape"
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(StaleArtifactError, match=r"names a file outside the version: '\.\./\.\./\.\./escape'"):
-        dest.download_version("linear", 1, tmp_path / "copy" / "inner")
-    assert not (tmp_path / "escape").exists()
-
-
-def test_download_version_of_a_version_never_published_names_it(tmp_path: Path) -> None:
-    dest = LocalDestination(tmp_path / "dest")
-    with pytest.raises(StaleArtifactError, match=r"linear/4 has no manifest"):
-        dest.download_version("linear", 4, tmp_path / "copy")
