@@ -18,6 +18,8 @@ import re
 MANIFEST = "manifest.json"
 FROZEN_GRAPH = "frozen_graph.pb"
 SAVED_MODEL = "saved_model.pb"
+VARIABLES_PREFIX = "variables/variables"  # the SavedModel's checkpoint: .index and .data-* files
+VARIABLES_INDEX = VARIABLES_PREFIX + ".index"
 MANIFEST_SCHEMA = "freezeflow.manifest/1"
 SERVING_TAG = "serve"  # tf.saved_model.SERVING, spelled out so reading it needs no TensorFlow
 SIGNATURE_KEY = "serving_default"  # tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from tasks.core import layout
 from tasks.core.errors import ParameterError
 from tasks.serving.rest import (
     DEFAULT_SIGNATURE,
@@ -85,8 +86,8 @@ def load_version(folder: Path, version: int) -> LoadedVersion:
 
     # Read here rather than through tasks.stages.export, which would import Prefect into `freezeflow serve`.
     proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((folder / "saved_model.pb").read_bytes())
-    tag = tf.saved_model.SERVING  # "serve", what TF Serving and Vertex AI load
+    proto.ParseFromString((folder / layout.SAVED_MODEL).read_bytes())
+    tag = layout.SERVING_TAG  # what TF Serving and Vertex AI load
     graphs = [m for m in proto.meta_graphs if tag in m.meta_info_def.tags]
     if not graphs:
         raise ParameterError(f"{folder}: no meta graph tagged {tag!r}")

@@ -43,7 +43,7 @@ class ModelSource(ABC):
 
 def _stat_fingerprint(folder: Path) -> str:
     parts = []
-    for name in (layout.MANIFEST, layout.SAVED_MODEL, "variables/variables.index"):
+    for name in (layout.MANIFEST, layout.SAVED_MODEL, layout.VARIABLES_INDEX):
         try:
             st = (folder / name).stat()
             parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")

@@ -16,7 +16,7 @@ from tasks.core.cache_keys import stage_token
 from tasks.stages.cache_policy import stage_policy
 from tasks.stages.checkpoint import restore_trackable, restored_session
 from tasks.core.errors import CheckpointError, ParameterError
-from tasks.core.layout import SAVED_MODEL, SERVING_TAG, SIGNATURE_KEY
+from tasks.core.layout import SAVED_MODEL, SERVING_TAG, SIGNATURE_KEY, VARIABLES_INDEX
 from tasks.freeze_engine.devices import clear_devices
 from tasks.core.records import Artifact, Checkpoint, ExportedModel
 
@@ -116,7 +116,7 @@ def check_exported(exported: ExportedModel) -> None:
     """The stage checks its output: saved_model.pb and variables are there, with the tag and signature."""
     exported.artifact.verify()
     names = {f.path for f in exported.artifact.files}
-    if SAVED_MODEL not in names or "variables/variables.index" not in names:
+    if SAVED_MODEL not in names or VARIABLES_INDEX not in names:
         raise CheckpointError(f"SavedModel {exported.artifact.root} is incomplete: {sorted(names)}")
     proto = read_saved_model_proto(exported.artifact.path())
     graphs = [m for m in proto.meta_graphs if SERVING_TAG in m.meta_info_def.tags]

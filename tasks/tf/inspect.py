@@ -56,7 +56,7 @@ def inspect_saved_model(folder: Path) -> dict[str, Any]:
             },
         })
     variables = []
-    index = folder / "variables" / "variables"
+    index = folder / layout.VARIABLES_PREFIX
     if index.with_suffix(".index").is_file():
         variables = [v.model_dump() for v in read_variables(index)]
     return {"kind": "saved_model", "path": str(folder), "meta_graphs": graphs, "variables": variables}
