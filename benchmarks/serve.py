@@ -45,8 +45,8 @@ def build_guide_model(folder: Path) -> Path:
     """The guide's y = 0.5x + 1, checkpointed in TF1 format and exported by the pipeline's own export stage."""
     import tensorflow as tf
 
-    from tasks.stages.checkpoint import describe_checkpoint
-    from tasks.stages.export import export_saved_model
+    from tasks.tf.checkpoints import describe_checkpoint
+    from tasks.tf.saved_models import export_saved_model
 
     os.environ["FREEZEFLOW_HOME"] = str(folder / "home")
     (folder / "ckpt").mkdir(parents=True)

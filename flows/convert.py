@@ -18,7 +18,7 @@ from flows.params import (
 from flows.stage_runner import StageClock, convert_stages, publish_report
 from tasks.core import layout
 from tasks.core.records import RunSummary
-from tasks.stages.checkpoint import describe_checkpoint
+from tasks.tf.checkpoints import describe_checkpoint
 from tasks.storage.destinations import open_destination
 
 

@@ -76,9 +76,9 @@ def guide_records(guide_checkpoint_dir: Path, session_home: Path, tmp_path_facto
     """The guide's checkpoint described, frozen and exported once: records for tests that only read them."""
     import shutil
 
-    from tasks.stages.checkpoint import describe_checkpoint
-    from tasks.stages.export import export_saved_model
-    from tasks.stages.freeze import freeze_checkpoint
+    from tasks.tf.checkpoints import describe_checkpoint
+    from tasks.tf.saved_models import export_saved_model
+    from tasks.tf.freezing import write_frozen_graph
 
     folder = tmp_path_factory.mktemp("guide-records") / "ckpt"
     shutil.copytree(guide_checkpoint_dir, folder)
@@ -87,7 +87,7 @@ def guide_records(guide_checkpoint_dir: Path, session_home: Path, tmp_path_facto
         checkpoint = describe_checkpoint(folder / "model", output_nodes=["y"])
         return {
             "checkpoint": checkpoint,
-            "frozen": freeze_checkpoint(checkpoint),
+            "frozen": write_frozen_graph(checkpoint),
             "exported": export_saved_model(checkpoint),
         }
 

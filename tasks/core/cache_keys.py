@@ -6,20 +6,26 @@ hashes a path by its string and ``TASK_SOURCE`` hashes only the task function's 
 notes). Here a key is built from
 
 * each input's *content*: records contribute their artifacts' digests, never their folders;
-* the source of the stage's modules (the task and the plain functions it calls);
+* the source of every project module the stage's module imports, transitively, function-local
+  imports included (:mod:`tasks.core.imports` reads them with ``ast``): a fix anywhere in the code a
+  stage runs changes its key, and no list of modules is kept by hand;
 * the TensorFlow version is left out on purpose: it is recorded in every manifest instead.
+
+:func:`stage_key` is the key Prefect's cache policy uses; it imports neither Prefect nor TensorFlow
+and reads each source file once per process, so a command can compute keys without either.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import json
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.core.imports import PROJECT_ROOT, closure, module_file
 from tasks.core.records import Artifact
 
 
@@ -43,16 +49,34 @@ def token_digest(*values: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def code_digest(modules: tuple[str, ...]) -> str:
+@lru_cache(maxsize=None)
+def code_digest(module: str, root: Path = PROJECT_ROOT) -> str:
+    """Digest of the source of ``module`` and every project module it imports, transitively.
+
+    Cached per process on purpose: a process runs the code it loaded, not what is on disk later.
+    """
     digest = hashlib.sha256()
-    for name in modules:
-        digest.update(inspect.getsource(importlib.import_module(name)).encode())
+    for name in closure(module, root):
+        path = module_file(name, root)
+        assert path is not None
+        source = path.read_bytes()
+        digest.update(f"{name}\n{len(source)}\n".encode())  # the boundary between files is part of the key
+        digest.update(source)
     return digest.hexdigest()
 
 
-def stage_token(stage: str, modules: tuple[str, ...], inputs: dict[str, Any]) -> str:
-    """The hex digest that names a stage's output: stage, code and input content."""
-    return token_digest(stage, code_digest(modules), inputs)
+def stage_token(stage: str, module: str, inputs: dict[str, Any], root: Path = PROJECT_ROOT) -> str:
+    """The hex digest that names a stage's output: stage, the code ``module`` runs, input content."""
+    return token_digest(stage, code_digest(module, root), inputs)
+
+
+def stage_key(stage: str, module: str, inputs: dict[str, Any], root: Path = PROJECT_ROOT) -> str:
+    """The cache key of ``stage`` whose task lives in ``module``, for these task inputs.
+
+    The Prefect policy (:mod:`tasks.stages.cache_policy`) returns exactly this; anything else that
+    wants to know whether a stage is cached computes it the same way, without Prefect.
+    """
+    return f"{stage}-{stage_token(stage, module, inputs, root)[:40]}"
 
 
 def verify_record(value: Any) -> None:

@@ -1,8 +1,12 @@
-"""The run report: what each stage did, what it made, and where the model was published."""
+"""The run report: what each stage did, what it made, and where the model was published; and the
+verdict of a validation report, worded once for the validate stage and the upload that refuses it."""
 
 from __future__ import annotations
 
 from tasks.core.records import RunSummary
+
+from tasks.core.errors import ValidationFailed
+from tasks.core.records import ValidationReport
 
 
 def _size(n: int) -> str:
@@ -37,3 +41,12 @@ def run_markdown(summary: RunSummary) -> str:
         losses = summary.losses
         lines += ["", f"Training: {len(losses)} epochs, loss {losses[0]:.4g} → {losses[-1]:.4g}"]
     return "\n".join(lines) + "\n"
+
+
+def require_passed(report: ValidationReport) -> None:
+    """Raise :class:`ValidationFailed` naming every failed check, unless all passed."""
+    failed = [f"{c.name} ({c.detail})" for c in report.checks if not c.passed]
+    if failed:
+        raise ValidationFailed(
+            f"validation failed, see {report.artifact.path('report.md')}: " + "; ".join(failed)
+        )

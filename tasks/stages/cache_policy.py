@@ -1,5 +1,8 @@
 """The Prefect cache policy every stage uses: a key on content and code, and cached records that prove their files.
 
+The key is :func:`tasks.core.cache_keys.stage_key` of the stage's module: the content of the task's
+inputs and the source of every project module the stage imports, found from its imports.
+
 Before Prefect looks the key up, the policy reads the record stored under it and checks that the
 files it names still hold their digests (a published version: that its manifest is still there). A
 record that fails the check is deleted, so the lookup misses and the stage runs again instead of
@@ -15,7 +18,7 @@ from typing import Any, Callable, Optional
 from prefect.cache_policies import CachePolicy
 
 from tasks.core import workspace
-from tasks.core.cache_keys import stage_token, verify_record
+from tasks.core.cache_keys import stage_key, verify_record
 from tasks.core.errors import StaleArtifactError
 
 logger = logging.getLogger("freezeflow.cache")
@@ -23,10 +26,10 @@ logger = logging.getLogger("freezeflow.cache")
 
 @dataclass
 class StagePolicy(CachePolicy):
-    """Cache key = stage name + stage code + input content; stale cached records are dropped."""
+    """Cache key = stage name + the code the stage's module runs + input content; stale cached records are dropped."""
 
     stage: str = ""
-    modules: tuple[str, ...] = ()
+    module: str = ""  # the stage's module; its imports, transitively, decide which code is in the key
     verifier: Optional[Callable[[Any], None]] = field(default=None)
     ignore: tuple[str, ...] = ()  # arguments that only label the UI (artifact keys), never the result
 
@@ -34,7 +37,7 @@ class StagePolicy(CachePolicy):
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> Optional[str]:
         kept = {name: value for name, value in inputs.items() if name not in self.ignore}
-        key = f"{self.stage}-{stage_token(self.stage, self.modules, kept)[:40]}"
+        key = stage_key(self.stage, self.module, kept)
         self._drop_if_stale(key)
         return key
 
@@ -56,6 +59,7 @@ class StagePolicy(CachePolicy):
 
 
 def stage_policy(
-    stage: str, *modules: str, verifier: Optional[Callable[[Any], None]] = None, ignore: tuple[str, ...] = ()
+    stage: str, module: str, *, verifier: Optional[Callable[[Any], None]] = None, ignore: tuple[str, ...] = ()
 ) -> StagePolicy:
-    return StagePolicy(stage=stage, modules=tuple(modules), verifier=verifier, ignore=ignore)
+    """The policy for ``stage``, whose ``@task`` is defined in ``module`` (pass ``__name__``)."""
+    return StagePolicy(stage=stage, module=module, verifier=verifier, ignore=ignore)

@@ -1,220 +1,22 @@
-"""Stage 3, freeze: turn a checkpoint into one self-sufficient GraphDef ``.pb``.
-
-Variables become constants, devices are cleared and only what the output nodes need is kept. TF1
-Saver checkpoints are frozen from their ``.meta`` graph by the streaming engine
-(:mod:`tasks.freeze_engine`: no TensorFlow runtime, flat memory) or, with ``engine="tf"``, by
-TensorFlow's own ``convert_variables_to_constants``. TF2 object-based checkpoints are restored into
-the model their entrypoint builds and frozen with ``convert_variables_to_constants_v2``.
-"""
+"""Stage 3, freeze: a checkpoint into one self-sufficient GraphDef ``.pb``
+(the work is :func:`tasks.tf.freezing.write_frozen_graph`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Optional, Sequence
-
 from prefect import task
 
-from tasks.core import workspace
-from tasks.core.cache_keys import stage_token
+from tasks.core.records import Checkpoint, FrozenGraph
 from tasks.stages.cache_policy import stage_policy
-from tasks.stages.checkpoint import (
-    check_output_nodes,
-    input_candidates,
-    output_candidates,
-    read_meta_graph,
-    restore_trackable,
-    restored_session,
-)
-from tasks.core.errors import CheckpointError, GraphTooLargeError, ParameterError
-from tasks.core.layout import FROZEN_GRAPH
-from tasks.freeze_engine.devices import clear_devices, pinned_nodes
-from tasks.core.names import PROTOBUF_LIMIT, FreezeEngine
-from tasks.core.records import Artifact, Checkpoint, FrozenGraph
-
-STAGE_MODULES = (
-    "tasks.stages.freeze", "tasks.stages.checkpoint", "tasks.tf.entrypoints", "tasks.core.records",
-    "tasks.freeze_engine.engine", "tasks.freeze_engine.rewrite", "tasks.freeze_engine.writer",
-    "tasks.freeze_engine.subgraph", "tasks.freeze_engine.restore_map", "tasks.freeze_engine.bundle",
-    "tasks.freeze_engine.tensor_data", "tasks.freeze_engine.devices",
-)
-ENGINE_NAMES = {"stream": "freezeflow-stream", "tf": "tensorflow-v1"}
-
-
-def default_output_nodes(checkpoint: Checkpoint, graph_def: Any) -> list[str]:
-    if checkpoint.interface is not None:
-        return [checkpoint.interface.output.name]
-    likely = output_candidates(graph_def)
-    raise ParameterError(
-        f"checkpoint {checkpoint.prefix_path}: name the output node (--output-node); likely: {', '.join(likely) or 'none'}"
-    )
-
-
-def estimated_frozen_size(graph_def: Any, prefix: Path, output_nodes: Sequence[str]) -> int:
-    """Bytes of the frozen graph: the kept graph plus every variable it reads, as constants."""
-    import tensorflow as tf
-
-    kept = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [n.split(":")[0] for n in output_nodes])
-    reader = tf.train.load_checkpoint(str(prefix))
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-    total = kept.ByteSize()
-    for node in kept.node:
-        if node.op in ("VariableV2", "VarHandleOp", "Variable") and node.name in shapes:
-            count = 1
-            for dim in shapes[node.name]:
-                count *= dim
-            total += count * max(dtypes[node.name].size, 1)
-    return total
-
-
-def _single_input(graph_def: Any, checkpoint: Checkpoint) -> str:
-    if checkpoint.interface is not None:
-        return checkpoint.interface.input.name
-    placeholders = input_candidates(graph_def)
-    if len(placeholders) != 1:
-        raise ParameterError(
-            f"the frozen graph of {checkpoint.prefix_path} has {len(placeholders)} inputs "
-            f"({', '.join(placeholders)}); freezeflow serves models with exactly one input"
-        )
-    return placeholders[0]
-
-
-def _freeze_tf1(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: int) -> tuple[Any, str]:
-    import tensorflow as tf
-
-    meta = read_meta_graph(checkpoint)
-    check_output_nodes(meta.graph_def, output_nodes, str(checkpoint.prefix_path) + ".meta")
-    size = estimated_frozen_size(meta.graph_def, checkpoint.prefix_path, output_nodes)
-    if size > max_bytes:
-        raise GraphTooLargeError(
-            f"the frozen graph of {checkpoint.prefix_path} would be {size / 2**30:.2f} GiB, past protobuf's "
-            f"2 GiB limit ({max_bytes} bytes); a GraphDef that large cannot be read back. Publish the SavedModel "
-            "instead (it keeps variables in separate files)"
-        )
-    with restored_session(checkpoint) as (graph, session):
-        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-            session, graph.as_graph_def(), [n.split(":")[0] for n in output_nodes]
-        )
-    clear_devices(frozen)
-    return frozen, _single_input(frozen, checkpoint)
-
-
-def _freeze_tf2(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: int) -> tuple[Any, str, str]:
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from tasks.tf.entrypoints import serving_function
-
-    assert checkpoint.entrypoint
-    data_bytes = sum(f.size for f in checkpoint.artifact.files if ".data-" in f.path)
-    if data_bytes > max_bytes:
-        raise GraphTooLargeError(
-            f"the frozen graph of {checkpoint.prefix_path} would hold {data_bytes / 2**30:.2f} GiB of constants, "
-            "past protobuf's 2 GiB limit; publish the SavedModel instead (it keeps variables in separate files)"
-        )
-    model = restore_trackable(checkpoint.entrypoint, checkpoint.prefix_path)
-    frozen_fn = convert_variables_to_constants_v2(serving_function(model, checkpoint.entrypoint).get_concrete_function())
-    graph_def = frozen_fn.graph.as_graph_def()
-    output = frozen_fn.outputs[0].name
-    if output_nodes:
-        check_output_nodes(graph_def, output_nodes, f"the model {checkpoint.entrypoint!r} builds")
-        graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [n.split(":")[0] for n in output_nodes])
-        output = output_nodes[0] if ":" in output_nodes[0] else output_nodes[0] + ":0"
-    clear_devices(graph_def)
-    return graph_def, frozen_fn.inputs[0].name.split(":")[0], output
-
-
-def freeze_checkpoint(
-    checkpoint: Checkpoint,
-    output_nodes: Optional[Sequence[str]] = None,
-    *,
-    max_bytes: int = PROTOBUF_LIMIT,
-    engine: FreezeEngine = "stream",
-) -> FrozenGraph:
-    """Freeze ``checkpoint`` into ``frozen_graph.pb`` in the workspace and return its record."""
-    if engine not in ENGINE_NAMES:
-        raise ParameterError(f"freeze engine {engine!r} is not one of {', '.join(ENGINE_NAMES)}")
-    checkpoint.artifact.verify()
-    nodes = list(output_nodes or [])
-    token = stage_token("freeze", STAGE_MODULES,
-                        {"checkpoint": checkpoint, "outputs": nodes, "max": max_bytes, "engine": engine})
-    final = workspace.stage_dir("freeze", token)
-    if checkpoint.format == "tf1":
-        if not nodes:
-            nodes = default_output_nodes(checkpoint, read_meta_graph(checkpoint).graph_def)
-        output_tensor = nodes[0] if ":" in nodes[0] else nodes[0] + ":0"
-        if engine == "stream":
-            from tasks.freeze_engine import freeze_checkpoint as stream_freeze
-
-            assert checkpoint.interface is not None, "describe_checkpoint fills in a TF1 checkpoint's interface"
-            with workspace.building(final) as scratch:
-                stats = stream_freeze(checkpoint.prefix_path, nodes, scratch / FROZEN_GRAPH, max_bytes=max_bytes)
-            input_node, input_dtype = checkpoint.interface.input.name, checkpoint.interface.input.dtype
-            node_count = stats.node_count
-        else:
-            graph_def, input_node = _freeze_tf1(checkpoint, nodes, max_bytes)
-            input_dtype, node_count = _write(graph_def, input_node, final)
-        engine_name = ENGINE_NAMES[engine]
-    else:
-        graph_def, input_node, output_tensor = _freeze_tf2(checkpoint, nodes, max_bytes)
-        nodes = nodes or [output_tensor.split(":")[0]]
-        input_dtype, node_count = _write(graph_def, input_node, final)
-        engine_name = "tensorflow-v2"
-    frozen = FrozenGraph(
-        artifact=Artifact.of(final, [FROZEN_GRAPH]),
-        input_tensor=input_node + ":0",
-        output_tensor=output_tensor,
-        input_dtype=input_dtype,
-        output_nodes=tuple(n.split(":")[0] for n in nodes),
-        engine=engine_name,
-        node_count=node_count,
-    )
-    check_frozen(frozen)
-    return frozen
-
-
-def _write(graph_def: Any, input_node: str, final: Path) -> tuple[str, int]:
-    """Write a GraphDef built in memory (TensorFlow's conversions); returns the input's dtype and node count."""
-    input_dtype = next(
-        (_dtype_name(n.attr["dtype"].type) for n in graph_def.node if n.name == input_node), "float32"
-    )
-    with workspace.building(final) as scratch:
-        (scratch / FROZEN_GRAPH).write_bytes(graph_def.SerializeToString())
-    return input_dtype, len(graph_def.node)
-
-
-def _dtype_name(enum_value: int) -> str:
-    import tensorflow as tf
-
-    return tf.dtypes.as_dtype(enum_value).name
-
-
-def load_graph_def(path: Path) -> Any:
-    from tensorflow.core.framework import graph_pb2
-
-    graph_def = graph_pb2.GraphDef()
-    graph_def.ParseFromString(path.read_bytes())
-    return graph_def
-
-
-def check_frozen(frozen: FrozenGraph) -> None:
-    """The stage checks its output: it parses, holds no variables and no device pins, keeps its outputs."""
-    frozen.artifact.verify()
-    graph_def = load_graph_def(frozen.graph_path)
-    names = {n.name for n in graph_def.node}
-    problems = [f"output node {n!r} missing" for n in frozen.output_nodes if n not in names]
-    problems += [f"variable {n.name!r} left" for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp")]
-    problems += [f"device pin on {name!r}" for name in pinned_nodes(graph_def)]
-    if problems:
-        raise CheckpointError(f"frozen graph {frozen.graph_path} is not self-sufficient: {'; '.join(problems)}")
+from tasks.core.names import FreezeEngine
+from tasks.tf.freezing import write_frozen_graph
 
 
 @task(
     name="freeze",
-    cache_policy=stage_policy("freeze", *STAGE_MODULES),
+    cache_policy=stage_policy("freeze", __name__),
     result_serializer="json",
     persist_result=True,
     cache_result_in_memory=False,
 )
 def freeze(checkpoint: Checkpoint, output_nodes: list[str], engine: FreezeEngine = "stream") -> FrozenGraph:
-    return freeze_checkpoint(checkpoint, output_nodes, engine=engine)
+    return write_frozen_graph(checkpoint, output_nodes, engine=engine)

@@ -1,86 +1,21 @@
-"""Stage 1, train: run an entrypoint and hand the trained model on as an object-based checkpoint."""
+"""Stage 1, train: run an entrypoint and hand the trained model on as an object-based checkpoint
+(the TensorFlow work is :func:`tasks.tf.training.train_model`)."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from prefect import task
 
-from tasks.core import workspace
-from tasks.core.cache_keys import stage_token
+from tasks.core.errors import EntrypointError
+from tasks.core.records import TrainedModel
 from tasks.stages.cache_policy import stage_policy
-from tasks.core.errors import EntrypointError, ParameterError
-from tasks.tf.entrypoints import (
-    TrainContext,
-    build_model,
-    entrypoint_digest,
-    model_interface,
-    model_variables,
-    variable_name,
-)
-from tasks.core.records import Artifact, TrainedModel, VariableInfo
-
-STAGE_MODULES = ("tasks.stages.train", "tasks.tf.entrypoints", "tasks.core.records")
-PREFIX = "trained"
-
-logger = logging.getLogger("freezeflow.train")
-
-
-def train_model(
-    entrypoint: str,
-    *,
-    epochs: int,
-    learning_rate: float,
-    seed: int,
-    options: Optional[dict[str, Any]] = None,
-    on_epoch: Optional[Callable[[int, float], None]] = None,
-) -> TrainedModel:
-    """Train the model an entrypoint builds and write it as a TF2 checkpoint in the workspace."""
-    import tensorflow as tf
-
-    if epochs < 0:
-        raise ParameterError(f"epochs must be 0 or more, got {epochs}")
-    digest = entrypoint_digest(entrypoint)
-    token = stage_token(
-        "train",
-        STAGE_MODULES,
-        {"entrypoint": entrypoint, "digest": digest, "epochs": epochs, "lr": learning_rate, "seed": seed,
-         "options": options or {}},
-    )
-    tf.keras.utils.set_random_seed(seed)  # seeds Python, NumPy and TensorFlow: reproducible runs
-    ctx = TrainContext(epochs=epochs, learning_rate=learning_rate, seed=seed, options=dict(options or {}),
-                       on_epoch=on_epoch)
-    model = build_model(entrypoint, ctx)
-    if epochs and len(ctx.losses) == 0:
-        logger.warning("entrypoint %s reported no loss; call ctx.log_loss(epoch, loss) to see it in the report",
-                       entrypoint)
-    interface = model_interface(model, entrypoint)
-    variables = model_variables(model)
-    if not variables:
-        raise EntrypointError(f"entrypoint {entrypoint!r} returned a model without variables; nothing to freeze")
-    final = workspace.stage_dir("train", token)
-    with workspace.building(final) as scratch:
-        tf.train.Checkpoint(model=model).write(str(scratch / PREFIX))
-    artifact = Artifact.of(final)
-    return TrainedModel(
-        artifact=artifact,
-        prefix=PREFIX,
-        entrypoint=entrypoint,
-        entrypoint_digest=digest,
-        interface=interface,
-        variables=tuple(
-            VariableInfo(name=variable_name(v), dtype=tf.as_dtype(v.dtype).name, shape=tuple(int(d) for d in v.shape))
-            for v in variables
-        ),
-        losses=tuple(ctx.losses),
-        tensorflow_version=tf.__version__,
-    )
+from tasks.tf.training import train_model
 
 
 @task(
     name="train",
-    cache_policy=stage_policy("train", *STAGE_MODULES, ignore=("progress_key",)),
+    cache_policy=stage_policy("train", __name__, ignore=("progress_key",)),
     result_serializer="json",
     persist_result=True,
     cache_result_in_memory=False,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core import layout
-from tasks.stages.checkpoint import (
+from tasks.tf.checkpoints import (
     checkpoint_files,
     detect_format,
     input_candidates,
@@ -41,7 +41,7 @@ def _tensor_info(info: Any) -> dict[str, Any]:
 
 
 def inspect_saved_model(folder: Path) -> dict[str, Any]:
-    from tasks.stages.export import read_saved_model_proto
+    from tasks.tf.saved_models import read_saved_model_proto
 
     proto = read_saved_model_proto(folder)
     graphs = []
@@ -63,7 +63,7 @@ def inspect_saved_model(folder: Path) -> dict[str, Any]:
 
 
 def inspect_frozen_graph(path: Path) -> dict[str, Any]:
-    from tasks.stages.freeze import load_graph_def
+    from tasks.tf.freezing import load_graph_def
 
     try:
         graph_def = load_graph_def(path)

@@ -49,8 +49,8 @@ def test_changed_checkpoint_bytes_rerun_from_freeze_on(guide_checkpoint: Path, t
 
 
 def test_tf2_checkpoint_converts_with_its_entrypoint(tmp_path: Path) -> None:
-    from tasks.stages.checkpoint import write_checkpoint
-    from tasks.stages.train import train_model
+    from tasks.tf.checkpoints import write_checkpoint
+    from tasks.tf.training import train_model
 
     trained = train_model("tasks.tf.entrypoints:linear_model", epochs=150, learning_rate=0.05, seed=0)
     checkpoint = write_checkpoint(trained, "tf2")

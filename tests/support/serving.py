@@ -14,8 +14,8 @@ def export_guide(folder: Path, m: float, b: float) -> ExportedModel:
     """y = m·x + b, checkpointed as the guide does and exported by the export stage."""
     from tests.guide import write_guide_checkpoint
 
-    from tasks.stages.checkpoint import describe_checkpoint
-    from tasks.stages.export import export_saved_model
+    from tasks.tf.checkpoints import describe_checkpoint
+    from tasks.tf.saved_models import export_saved_model
 
     prefix = write_guide_checkpoint(folder / "ckpt", m=m, b=b)
     return export_saved_model(describe_checkpoint(prefix, output_nodes=["y"]))

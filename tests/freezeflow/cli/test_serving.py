@@ -35,17 +35,17 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The guide's model published by the pipeline's own stages: DEST/linear/1 with its manifest; returns DEST."""
     from tests.guide import write_guide_checkpoint
 
-    from tasks.stages.checkpoint import describe_checkpoint
-    from tasks.stages.export import export_saved_model
-    from tasks.stages.freeze import freeze_checkpoint
-    from tasks.stages.upload import upload_model
-    from tasks.stages.validate import validate_model
+    from tasks.tf.checkpoints import describe_checkpoint
+    from tasks.tf.saved_models import export_saved_model
+    from tasks.tf.freezing import write_frozen_graph
+    from tasks.storage.publishing import upload_model
+    from tasks.tf.validation import validate_model
 
     root = tmp_path_factory.mktemp("published")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FREEZEFLOW_HOME", str(root / "home"))
         checkpoint = describe_checkpoint(write_guide_checkpoint(root / "ckpt"), output_nodes=["y"])
-        frozen, exported = freeze_checkpoint(checkpoint), export_saved_model(checkpoint)
+        frozen, exported = write_frozen_graph(checkpoint), export_saved_model(checkpoint)
         report = validate_model(checkpoint, frozen, exported, [2.0, 4.0, 6.0])
         upload_model(str(root / "dest"), "linear", checkpoint.interface, frozen, exported, report, {})
     assert (root / "dest" / "linear" / "1" / "manifest.json").is_file()

@@ -146,8 +146,8 @@ def test_predictions_missing_from_an_answer_are_an_error_not_a_short_list(endpoi
 
 
 def test_the_local_server_answers_the_guide_through_the_client(tmp_path: Path, guide_checkpoint: Path) -> None:
-    from tasks.stages.checkpoint import describe_checkpoint
-    from tasks.stages.export import export_saved_model
+    from tasks.tf.checkpoints import describe_checkpoint
+    from tasks.tf.saved_models import export_saved_model
     from tasks.serving.server import open_server
 
     exported = export_saved_model(describe_checkpoint(guide_checkpoint, output_nodes=["y"]))

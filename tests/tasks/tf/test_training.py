@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stages.checkpoint import write_checkpoint
+from tasks.tf.checkpoints import write_checkpoint
 from tasks.core.errors import EntrypointError
-from tasks.stages.export import export_saved_model
-from tasks.stages.freeze import freeze_checkpoint
-from tasks.stages.train import train_model
-from tasks.stages.validate import require_passed, validate_model
+from tasks.tf.saved_models import export_saved_model
+from tasks.tf.freezing import write_frozen_graph
+from tasks.tf.training import train_model
+from tasks.tf.validation import require_passed, validate_model
 
 
 def _values(trained) -> dict[str, float]:
@@ -53,7 +53,7 @@ def test_keras_and_tf_module_entrypoints_go_through_every_stage(entrypoint: str,
     trained = train_model(entrypoint, epochs=10, learning_rate=0.1, seed=0)
     assert len(trained.losses) == 10
     checkpoint = write_checkpoint(trained, fmt)
-    report = validate_model(checkpoint, freeze_checkpoint(checkpoint), export_saved_model(checkpoint), refs, 1e-5)
+    report = validate_model(checkpoint, write_frozen_graph(checkpoint), export_saved_model(checkpoint), refs, 1e-5)
     require_passed(report)
     assert len(report.predictions[0].outputs) == len(refs)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stages.checkpoint import describe_checkpoint, resolve_prefix, write_checkpoint
+from tasks.tf.checkpoints import describe_checkpoint, resolve_prefix, write_checkpoint
 from tasks.core.errors import CheckpointError, OutputNodeError, ParameterError
-from tasks.stages.train import train_model
+from tasks.tf.training import train_model
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.guide import write_guide_checkpoint
-from tasks.stages.checkpoint import describe_checkpoint
+from tasks.tf.checkpoints import describe_checkpoint
 from tasks.core.errors import ParameterError, ValidationFailed
-from tasks.stages.freeze import freeze_checkpoint
-from tasks.stages.validate import require_passed, validate_model
+from tasks.tf.freezing import write_frozen_graph
+from tasks.tf.validation import require_passed, validate_model
 
 
 def test_guide_formats_agree_and_report_is_written(guide_records: dict) -> None:
@@ -27,7 +27,7 @@ def test_guide_formats_agree_and_report_is_written(guide_records: dict) -> None:
 
 
 def test_frozen_graph_of_another_model_fails_with_every_violation(guide_records: dict, tmp_path: Path) -> None:
-    other = freeze_checkpoint(describe_checkpoint(write_guide_checkpoint(tmp_path / "other", m=0.6), output_nodes=["y"]))
+    other = write_frozen_graph(describe_checkpoint(write_guide_checkpoint(tmp_path / "other", m=0.6), output_nodes=["y"]))
     report = validate_model(guide_records["checkpoint"], other, guide_records["exported"], [2.0, 4.0, 6.0], 1e-6)
     assert not report.passed
     with pytest.raises(ValidationFailed, match=r"frozen_graph matches checkpoint .*max \|difference\| 0\.6"):

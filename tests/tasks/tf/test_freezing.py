@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stages.checkpoint import describe_checkpoint
+from tasks.tf.checkpoints import describe_checkpoint
 from tasks.core.errors import CheckpointError, GraphTooLargeError
-from tasks.stages.freeze import freeze_checkpoint, load_graph_def
-from tasks.stages.validate import predict_frozen
+from tasks.tf.freezing import load_graph_def, write_frozen_graph
+from tasks.tf.running import predict_frozen
 
 
 def test_guide_graph_freezes_to_constants_and_gives_the_guides_numbers(guide_records: dict) -> None:
@@ -44,7 +44,7 @@ def test_device_pins_are_cleared(tmp_path: Path) -> None:
         with tf.compat.v1.Session(graph=graph, config=tf.compat.v1.ConfigProto(allow_soft_placement=True)) as s:
             s.run(tf.compat.v1.global_variables_initializer())
             saver.save(s, str(tmp_path / "pinned" / "model"))
-    frozen = freeze_checkpoint(describe_checkpoint(tmp_path / "pinned", output_nodes=["y"]))
+    frozen = write_frozen_graph(describe_checkpoint(tmp_path / "pinned", output_nodes=["y"]))
     assert [n.device for n in load_graph_def(frozen.graph_path).node] == [""] * frozen.node_count
     assert predict_frozen(frozen, [4.0]).tolist() == [2.0]
 
@@ -52,9 +52,9 @@ def test_device_pins_are_cleared(tmp_path: Path) -> None:
 def test_graph_past_the_protobuf_limit_fails_before_writing(guide_checkpoint: Path, workspace_home: Path) -> None:
     checkpoint = describe_checkpoint(guide_checkpoint, output_nodes=["y"])
     with pytest.raises(GraphTooLargeError, match=r"protobuf's 2 GiB limit.*SavedModel"):
-        freeze_checkpoint(checkpoint, max_bytes=64)
+        write_frozen_graph(checkpoint, max_bytes=64)
     with pytest.raises(GraphTooLargeError, match=r"protobuf's 2 GiB limit.*SavedModel"):
-        freeze_checkpoint(checkpoint, max_bytes=64, engine="tf")
+        write_frozen_graph(checkpoint, max_bytes=64, engine="tf")
     assert not list(workspace_home.rglob("*.pb"))
 
 
@@ -67,9 +67,9 @@ def test_truncated_data_file_is_named(guide_checkpoint: Path, workspace_home: Pa
     checkpoint = checkpoint.model_copy(update={"artifact": Artifact.of(checkpoint.artifact.root,
                                                                        [f.path for f in checkpoint.artifact.files])})
     with pytest.raises(CheckpointError, match=r"model.data-00000-of-00001"):
-        freeze_checkpoint(checkpoint)
+        write_frozen_graph(checkpoint)
     with pytest.raises(CheckpointError, match=r"checkpoint .*model: cannot read its variables"):
-        freeze_checkpoint(checkpoint, engine="tf")
+        write_frozen_graph(checkpoint, engine="tf")
     assert not list(workspace_home.rglob("*.pb"))
 
 
@@ -79,13 +79,13 @@ def test_changed_checkpoint_after_description_is_refused(guide_checkpoint: Path)
     checkpoint = describe_checkpoint(guide_checkpoint, output_nodes=["y"])
     (guide_checkpoint.parent / "model.data-00000-of-00001").write_bytes(b"\0" * 8)
     with pytest.raises(StaleArtifactError, match="changed since it was recorded"):
-        freeze_checkpoint(checkpoint)
+        write_frozen_graph(checkpoint)
 
 
 def test_both_engines_freeze_the_same_graph(guide_checkpoint: Path) -> None:
     checkpoint = describe_checkpoint(guide_checkpoint, output_nodes=["y"])
-    stream = freeze_checkpoint(checkpoint)
-    tf_made = freeze_checkpoint(checkpoint, engine="tf")
+    stream = write_frozen_graph(checkpoint)
+    tf_made = write_frozen_graph(checkpoint, engine="tf")
     assert (stream.engine, tf_made.engine) == ("freezeflow-stream", "tensorflow-v1")
     stream_nodes = {n.name: n.op for n in load_graph_def(stream.graph_path).node}
     assert stream_nodes == {n.name: n.op for n in load_graph_def(tf_made.graph_path).node}

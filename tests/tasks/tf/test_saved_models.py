@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.stages.checkpoint import describe_checkpoint
+from tasks.tf.checkpoints import describe_checkpoint
 from tasks.core.errors import ParameterError
-from tasks.stages.export import export_saved_model, read_saved_model_proto
-from tasks.stages.validate import predict_saved_model
+from tasks.tf.saved_models import export_saved_model, read_saved_model_proto
+from tasks.tf.running import predict_saved_model
 
 
 def test_saved_model_has_tag_signature_and_dynamic_batch(guide_records: dict) -> None:

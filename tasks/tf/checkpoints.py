@@ -1,0 +1,358 @@
+"""Checkpoints with TensorFlow: write a trained model as a TF1 Saver or TF2 object-based checkpoint,
+restore one into a session or a model, and describe a checkpoint a user hands in."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from tasks.core import workspace
+from tasks.core.cache_keys import stage_token
+from tasks.core.errors import CheckpointError, EntrypointError, OutputNodeError, ParameterError
+from tasks.core.names import CheckpointFormat
+from tasks.core.records import Artifact, Checkpoint, ModelInterface, TensorSpec, TrainedModel, VariableInfo
+from tasks.tf.entrypoints import (
+    TrainContext,
+    build_model,
+    entrypoint_digest,
+    model_interface,
+    _shape,
+    model_variables,
+    serving_function,
+    variable_name,
+)
+
+
+PREFIX = "model"
+_DATA_RE = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
+
+
+# The key TF2's object-based checkpoints store their object graph under; TF1 Saver files lack it.
+_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+def restore_trackable(entrypoint: str, prefix: Path) -> Any:
+    """Rebuild a model from its entrypoint (``epochs=0``) and restore a TF2 checkpoint into it."""
+    import tensorflow as tf
+
+    model = build_model(entrypoint, TrainContext(epochs=0, learning_rate=0.0, seed=0))
+    try:
+        status = tf.train.Checkpoint(model=model).read(str(prefix))
+        status.assert_existing_objects_matched()
+        status.expect_partial()
+    except (tf.errors.OpError, AssertionError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {prefix}: cannot restore it into the model entrypoint {entrypoint!r} builds "
+            f"({type(exc).__name__}: {_first_line(exc)}); pass the entrypoint that wrote it"
+        ) from exc
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def write_tf1_checkpoint(model: Any, interface: ModelInterface, prefix: Path) -> None:
+    """Write the guide's four TF1 Saver files for a model: a graph with named variables, input and output.
+
+    The model's serving function is traced once; its graph is imported into a TF1 graph with each
+    captured variable handle mapped to a named resource variable and its input to a placeholder, and
+    its output is given the output name. The Saver then stores those variables under their names.
+    """
+    import tensorflow as tf
+
+    concrete = serving_function(model).get_concrete_function()
+    graph = concrete.graph
+    handles = {id(v.handle): v for v in model_variables(model)}
+    captured = []
+    for external, internal in zip(concrete.captured_inputs, graph.internal_captures):
+        var = handles.get(id(external))
+        if var is None:
+            raise EntrypointError(
+                "the model's serving function captures a tensor that is not one of its variables; "
+                "make constants tf.constant inside the function"
+            )
+        captured.append((var, internal.name, var.numpy()))
+    graph_def = graph.as_graph_def()
+    input_placeholder = graph.inputs[0].name
+    output_tensor = tf.nest.flatten(concrete.structured_outputs)[0].name
+    with tf.Graph().as_default() as tf1_graph:
+        x = tf.compat.v1.placeholder(
+            tf.as_dtype(interface.input.dtype),
+            shape=None if interface.input.shape is None else list(interface.input.shape),
+            name=interface.input.name,
+        )
+        input_map = {input_placeholder: x}
+        var_list = {}
+        for var, internal_name, value in captured:
+            name = _unique(variable_name(var), var_list)
+            new_var = tf.compat.v1.get_variable(name, initializer=value, use_resource=True)
+            var_list[name] = new_var
+            input_map[internal_name] = new_var.handle
+        (out,) = tf.import_graph_def(graph_def, input_map=input_map, return_elements=[output_tensor], name="model")
+        tf.identity(out, name=interface.output.name)
+        saver = tf.compat.v1.train.Saver(var_list=var_list)
+        with tf.compat.v1.Session(graph=tf1_graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, str(prefix), write_meta_graph=True)
+
+
+def _unique(name: str, taken: dict[str, Any]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate = f"{name}_{n}"
+        n += 1
+    return candidate
+
+
+def write_checkpoint(trained: TrainedModel, fmt: CheckpointFormat) -> Checkpoint:
+    """Turn the train stage's hand-off into a checkpoint of format ``fmt`` in the workspace."""
+    import tensorflow as tf
+
+    trained.artifact.verify()
+    token = stage_token("checkpoint", __name__, {"trained": trained, "format": fmt})
+    model = restore_trackable(trained.entrypoint, trained.artifact.path(trained.prefix))
+    final = workspace.stage_dir("checkpoint", token)
+    with workspace.building(final) as scratch:
+        if fmt == "tf1":
+            write_tf1_checkpoint(model, trained.interface, scratch / PREFIX)
+        else:
+            path = tf.train.Checkpoint(model=model).write(str(scratch / PREFIX))
+            tf.compat.v1.train.update_checkpoint_state(str(scratch), path, all_model_checkpoint_paths=[path])
+        _relativise_state_file(scratch)
+    checkpoint = Checkpoint(
+        artifact=Artifact.of(final),
+        prefix=PREFIX,
+        format=fmt,
+        entrypoint=trained.entrypoint,
+        entrypoint_digest=trained.entrypoint_digest,
+        interface=trained.interface,
+        variables=trained.variables,
+    )
+    check_complete(checkpoint)
+    return checkpoint
+
+
+def _relativise_state_file(folder: Path) -> None:
+    """The ``checkpoint`` state file should name the prefix relatively, so the folder can move."""
+    state = folder / "checkpoint"
+    text = state.read_text().replace(str(folder) + "/", "")
+    state.write_text(text)
+
+
+def resolve_prefix(path: str | Path) -> Path:
+    """A checkpoint prefix from a prefix (``dir/model``), a folder, or one of the checkpoint's files."""
+    from tasks.freeze_engine.files import resolve_checkpoint_prefix
+
+    return resolve_checkpoint_prefix(path).resolve()
+
+
+def checkpoint_files(prefix: Path) -> list[Path]:
+    """The files a checkpoint prefix needs, checking that the index and every data shard are there."""
+    index = prefix.with_name(prefix.name + ".index")
+    if not index.is_file():
+        if not prefix.parent.is_dir():
+            raise CheckpointError(f"checkpoint {prefix}: folder {prefix.parent} does not exist")
+        raise CheckpointError(
+            f"checkpoint prefix {prefix} matches no checkpoint: {index.name} is missing in {prefix.parent}"
+        )
+    shards = sorted(prefix.parent.glob(prefix.name + ".data-*-of-*"))
+    if not shards:
+        raise CheckpointError(f"checkpoint {prefix}: no data file {prefix.name}.data-00000-of-NNNNN beside {index.name}")
+    total = int(_DATA_RE.search(shards[0].name).group(2))  # type: ignore[union-attr]
+    expected = [prefix.with_name(f"{prefix.name}.data-{i:05d}-of-{total:05d}") for i in range(total)]
+    missing = [p.name for p in expected if not p.is_file()]
+    if missing:
+        raise CheckpointError(f"checkpoint {prefix}: data shard {missing[0]} is missing ({len(missing)} of {total})")
+    files = [index, *expected]
+    meta = prefix.with_name(prefix.name + ".meta")
+    if meta.is_file():
+        files.append(meta)
+    state = prefix.parent / "checkpoint"
+    if state.is_file():
+        files.append(state)
+    return files
+
+
+def detect_format(prefix: Path) -> CheckpointFormat:
+    """TF2 checkpoints store their object graph in the index; TF1 Saver checkpoints come with a .meta graph."""
+    import tensorflow as tf
+
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        keys = reader.get_variable_to_shape_map()
+    except tf.errors.OpError as exc:
+        raise CheckpointError(
+            f"checkpoint {prefix}.index is not a readable TensorFlow checkpoint index ({_first_line(exc)})"
+        ) from exc
+    if _OBJECT_GRAPH_KEY in keys:
+        return "tf2"
+    return "tf1"
+
+
+def read_variables(prefix: Path) -> tuple[VariableInfo, ...]:
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(prefix))
+    shapes = reader.get_variable_to_shape_map()
+    dtypes = reader.get_variable_to_dtype_map()
+    return tuple(
+        VariableInfo(name=name, dtype=dtypes[name].name, shape=tuple(shapes[name]))
+        for name in sorted(shapes)
+        if name != _OBJECT_GRAPH_KEY
+    )
+
+
+def parse_meta_graph(meta_path: Path) -> Any:
+    """The MetaGraphDef in a ``.meta`` file; a file that is not one is named."""
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    try:
+        meta.ParseFromString(meta_path.read_bytes())
+    except Exception as exc:
+        raise CheckpointError(f"{meta_path} is not a MetaGraphDef ({exc}); is the file truncated?") from exc
+    if not meta.graph_def.node:  # an empty file parses as an empty message: no Saver writes one
+        raise CheckpointError(f"checkpoint graph {meta_path} is empty or not a MetaGraphDef: pass the prefix of a "
+                              "checkpoint written by tf.compat.v1.train.Saver")
+    return meta
+
+
+def read_meta_graph(checkpoint: Checkpoint) -> Any:
+    return parse_meta_graph(checkpoint.artifact.path(checkpoint.prefix + ".meta"))
+
+
+@contextmanager
+def restored_session(checkpoint: Checkpoint) -> Iterator[tuple[Any, Any]]:
+    """A TF1 graph imported from the checkpoint's .meta (devices cleared) and a session with its variables."""
+    import tensorflow as tf
+
+    meta = read_meta_graph(checkpoint)
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        saver = tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+        try:
+            saver.restore(session, str(checkpoint.prefix_path))
+        except (tf.errors.OpError, ValueError) as exc:
+            raise CheckpointError(
+                f"checkpoint {checkpoint.prefix_path}: cannot read its variables "
+                f"({type(exc).__name__}: {_first_line(exc)}); is a data file truncated or from another model?"
+            ) from exc
+        yield graph, session
+
+
+def tf1_interface(meta_path: Path, output_nodes: list[str]) -> ModelInterface:
+    """The input (the graph's one placeholder) and output (the first output node) of a TF1 graph."""
+    import tensorflow as tf
+    meta = parse_meta_graph(meta_path)
+    graph_def = meta.graph_def
+    if not output_nodes:
+        raise ParameterError(
+            f"name the output node of {meta_path} (--output-node); likely: {', '.join(output_candidates(graph_def)) or 'none'}"
+        )
+    check_output_nodes(graph_def, output_nodes, str(meta_path))
+    placeholders = input_candidates(graph_def)
+    if len(placeholders) != 1:
+        raise CheckpointError(
+            f"the graph of {meta_path} has {len(placeholders)} inputs ({', '.join(placeholders) or 'none'}); "
+            "freezeflow serves models with exactly one input placeholder"
+        )
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.train.import_meta_graph(meta, clear_devices=True)
+        x = graph.get_tensor_by_name(placeholders[0] + ":0")
+        out_name = output_nodes[0] if ":" in output_nodes[0] else output_nodes[0] + ":0"
+        y = graph.get_tensor_by_name(out_name)
+    return ModelInterface(
+        input=TensorSpec(name=placeholders[0], dtype=x.dtype.name, shape=_shape(x.shape)),
+        output=TensorSpec(name=output_nodes[0].split(":")[0], dtype=y.dtype.name, shape=_shape(y.shape)),
+    )
+
+
+def describe_checkpoint(
+    path: str | Path, entrypoint: Optional[str] = None, output_nodes: Optional[list[str]] = None
+) -> Checkpoint:
+    """A record for a checkpoint a user hands in, TF1 (needs its .meta) or TF2 (needs the entrypoint)."""
+    prefix = resolve_prefix(path)
+    files = checkpoint_files(prefix)
+    fmt = detect_format(prefix)
+    interface = None
+    digest = None
+    if fmt == "tf1":
+        meta = prefix.with_name(prefix.name + ".meta")
+        if not meta.is_file():
+            raise CheckpointError(
+                f"checkpoint {prefix} is in TF1 Saver format but {prefix.name}.meta is missing; "
+                "freezing needs the graph: copy the .meta file beside the index"
+            )
+        interface = tf1_interface(meta, list(output_nodes or []))
+    else:
+        if not entrypoint:
+            raise ParameterError(
+                f"checkpoint {prefix} is a TF2 object-based checkpoint: pass the entrypoint that builds its model "
+                "(--entrypoint package.module:function)"
+            )
+        digest = entrypoint_digest(entrypoint)
+        model = build_model(entrypoint, TrainContext(epochs=0, learning_rate=0.0, seed=0))
+        interface = model_interface(model, entrypoint)
+    root = prefix.parent
+    checkpoint = Checkpoint(
+        artifact=Artifact.of(root, [f.relative_to(root).as_posix() for f in files]),
+        prefix=prefix.name,
+        format=fmt,
+        entrypoint=entrypoint if fmt == "tf2" else None,
+        entrypoint_digest=digest,
+        interface=interface,
+        variables=read_variables(prefix),
+    )
+    return checkpoint
+
+
+def check_complete(checkpoint: Checkpoint) -> None:
+    """A stage checks its own output: every file named and present, and the format as claimed."""
+    checkpoint.artifact.verify()
+    files = {f.path for f in checkpoint.artifact.files}
+    needed = {f"{checkpoint.prefix}.index", f"{checkpoint.prefix}.data-00000-of-00001", "checkpoint"}
+    if checkpoint.format == "tf1":
+        needed.add(f"{checkpoint.prefix}.meta")
+    missing = needed - files
+    if missing:
+        raise CheckpointError(f"checkpoint {checkpoint.prefix_path} was written without {sorted(missing)}")
+
+
+_MACHINERY = re.compile(r"(^|/)(save|save_\d+|init|report_uninitialized|Assign|gradients|GradientDescent|train)")
+_MACHINERY_OPS = {"NoOp", "SaveV2", "RestoreV2", "Assign", "AssignVariableOp", "VarIsInitializedOp", "Const",
+                  "Placeholder", "VariableV2", "VarHandleOp", "MergeV2Checkpoints", "ShardedFilename",
+                  "StringJoin", "Pack"}
+
+
+def output_candidates(graph_def: Any) -> list[str]:
+    """Nodes nothing else reads, leaving out saving, restoring, initialising and training machinery."""
+    consumed = {inp.split(":")[0].lstrip("^") for node in graph_def.node for inp in node.input}
+    return [
+        node.name
+        for node in graph_def.node
+        if node.name not in consumed and node.op not in _MACHINERY_OPS and not _MACHINERY.search(node.name)
+    ]
+
+
+def input_candidates(graph_def: Any) -> list[str]:
+    """Placeholders something reads, leaving out the Saver's own (``save/filename``)."""
+    consumed = {inp.split(":")[0].lstrip("^") for node in graph_def.node for inp in node.input}
+    return [
+        n.name for n in graph_def.node
+        if n.op in ("Placeholder", "PlaceholderWithDefault") and n.name in consumed and not _MACHINERY.search(n.name)
+    ]
+
+
+def check_output_nodes(graph_def: Any, output_nodes: list[str], where: str) -> None:
+    """Fail on the first unknown output node, naming the nearest names and the likely outputs."""
+    names = {node.name for node in graph_def.node}
+    for name in output_nodes:
+        node = name.split(":")[0]
+        if node not in names:
+            near = difflib.get_close_matches(node, list(names), n=5, cutoff=0.5)
+            hint = ", ".join(dict.fromkeys(near + output_candidates(graph_def)[:8])) or "none found"
+            raise OutputNodeError(f"output node {node!r} is not in the graph of {where}; candidates: {hint}")
