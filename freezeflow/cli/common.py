@@ -73,17 +73,33 @@ def api_ready(connection: Optional["Connection"]) -> None:
 
 
 def run_flow(flow: Any, *, api: Optional["Connection"] = None, **parameters: Any) -> dict[str, Any]:
-    """Run a flow once ``api`` answers; on failure exit 1 with the reason of the stage that failed."""
+    """Run a flow; on failure exit 1 with the reason of the stage that failed.
+
+    Ctrl-C or SIGTERM end the process within seconds with the flow run marked (see
+    :mod:`freezeflow.cli.interrupts`), instead of waiting for stage threads.
+    """
     from pydantic import ValidationError
 
-    api_ready(api)
-    require_api_access()
-    try:
-        state = flow(**parameters, return_state=True)
-    except ValidationError as exc:
-        fail(pydantic_reason(exc))
-    except Exception as exc:  # Prefect raises parameter errors before any state exists
-        fail(exc)
+    from freezeflow.cli.interrupts import RunGuard
+
+    with RunGuard() as guard:
+        try:
+            api_ready(api)
+            require_api_access()
+            hooked = flow.with_options(on_running=[*flow.on_running_hooks, guard.note_flow_run])
+            state = hooked(**parameters, return_state=True)
+        except ValidationError as exc:
+            fail(pydantic_reason(exc))
+        except Exception as exc:  # Prefect raises parameter errors before any state exists
+            if guard.interrupted:
+                guard.finish()
+            fail(exc)
+        except BaseException:
+            if guard.interrupted:
+                guard.finish()
+            raise
+        if guard.interrupted:  # the signal landed as the flow returned: still stop as asked
+            guard.finish()
     if not state.is_completed():
         result = state.result(raise_on_failure=False)
         fail(result if isinstance(result, BaseException) else state.message or state.name)
