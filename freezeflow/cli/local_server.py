@@ -164,8 +164,13 @@ def process_alive(pid: int) -> bool:
             return False
         if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited; only its parent has not looked
             return False
-        return b"prefect" in args and b"server" in args and b"start" in args
+        return is_server_command(args)
     return True
+
+
+def is_server_command(args: list[bytes]) -> bool:
+    """Whether a command line is a Prefect server's: ``prefect server start`` or freezeflow's wrapper of it."""
+    return b"freezeflow.prefect_server" in args or (b"prefect" in args and b"server" in args and b"start" in args)
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -189,8 +194,12 @@ def free_port() -> int:
 
 
 def start_server() -> ServerRecord:
-    """Start ``prefect server start`` detached, in its own session, its output appended to ``server.log``."""
-    from freezeflow.cli.team import prefect_command, server_environment
+    """Start ``prefect server start`` detached, in its own session, its output appended to ``server.log``.
+
+    It is the team server's command (:func:`freezeflow.cli.team.server_command`): Prefect's server with
+    SQLite write transactions that wait for the lock, which two runs sharing the server need too.
+    """
+    from freezeflow.cli.team import server_command, server_environment
 
     version = installed_prefect_version()
     prefect_home = database_home(version)
@@ -198,7 +207,7 @@ def start_server() -> ServerRecord:
     port = free_port()
     env = server_environment({k: v for k, v in os.environ.items() if k != "PREFECT_UI_API_URL"}, HOST, port)
     env["PREFECT_HOME"] = str(prefect_home)  # one database per user and Prefect version, not per workspace
-    command = prefect_command("server", "start", "--host", HOST, "--port", str(port))
+    command = server_command(HOST, port)
     log = log_path()
     with open(log, "ab") as output:
         output.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} freezeflow: {' '.join(command)}\n".encode())
@@ -302,13 +311,39 @@ def connect() -> Connection:
         return Connection(record, started=True)
 
 
+def configured_api_url() -> Optional[str]:
+    """The API the user pointed Prefect at, read without importing Prefect: ``PREFECT_API_URL``, the active
+    profile's (``PREFECT_PROFILE`` or ``active`` in ``$PREFECT_HOME/profiles.toml``), or ``api.url`` in a
+    ``prefect.toml`` in the current folder; None when there is none."""
+    import tomllib
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    home = Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    profiles_path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(profiles_path.read_text())
+        name = os.environ.get("PREFECT_PROFILE") or profiles.get("active")
+        url = ((profiles.get("profiles") or {}).get(name) or {}).get("PREFECT_API_URL")
+        if url:
+            return str(url)
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        url = (tomllib.loads(Path("prefect.toml").read_text()).get("api") or {}).get("url")
+        return str(url) if url else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def use_local_server() -> Optional[Connection]:
     """Point this process's Prefect at the local server unless the user chose an API or the ephemeral mode.
 
     Returns the connection to wait on before the first Prefect call (None when there is nothing to
-    wait for). ``PREFECT_API_URL`` is set at once, so Prefect never starts its temporary server.
+    wait for). ``PREFECT_API_URL`` is set at once, so Prefect never starts its temporary server. An API
+    the user configured in a Prefect profile or ``prefect.toml`` is used as before.
     """
-    if os.environ.get("PREFECT_API_URL") or mode() == "ephemeral":
+    if mode() == "ephemeral" or configured_api_url():
         return None
     connection = connect()
     os.environ["PREFECT_API_URL"] = connection.record.url

@@ -38,7 +38,8 @@ def prefect_servers(home: Path) -> list[psutil.Process]:
         info = process.info
         if info["status"] == psutil.STATUS_ZOMBIE or not info["cmdline"] or not info["cwd"]:
             continue
-        if "prefect" in info["cmdline"] and "server" in info["cmdline"] and info["cwd"].startswith(str(home)):
+        command = [arg.encode() for arg in info["cmdline"]]
+        if local_server.is_server_command(command) and info["cwd"].startswith(str(home)):
             found.append(process)
     return found
 
@@ -153,3 +154,20 @@ def test_the_team_server_still_runs_in_the_foreground_with_its_options(monkeypat
     result = CliRunner().invoke(app, ["server", "--port", str(port), "--wait", "30"])
     assert result.exit_code == 1
     assert f"error: prefect server exited with code 4 before http://127.0.0.1:{port}/api answered" in result.stderr
+
+
+def test_an_api_the_user_configured_in_a_prefect_profile_is_used_instead(
+    tmp_path: Path, server_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefect_home = tmp_path / "prefect-home"
+    prefect_home.mkdir()
+    (prefect_home / "profiles.toml").write_text(
+        'active = "team"\n[profiles.team]\nPREFECT_API_URL = "http://prefect.example:4200/api"\n')
+    monkeypatch.setenv("PREFECT_HOME", str(prefect_home))
+    monkeypatch.chdir(tmp_path)
+    assert local_server.configured_api_url() == "http://prefect.example:4200/api"
+    assert local_server.use_local_server() is None
+    assert not (server_home / "server.json").exists()  # nothing started
+    monkeypatch.setenv("PREFECT_PROFILE", "other")
+    (tmp_path / "prefect.toml").write_text('[api]\nurl = "http://toml.example/api"\n')
+    assert local_server.configured_api_url() == "http://toml.example/api"
