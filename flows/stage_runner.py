@@ -50,16 +50,28 @@ def convert_stages(
     parameters: dict[str, Any],
     refresh: bool = False,
     freeze_engine: str = "stream",
+    side_by_side: bool = True,
 ) -> RunSummary:
-    """freeze ∥ export → validate → upload; returns the run summary."""
+    """freeze ∥ export → validate → upload; returns the run summary.
+
+    ``side_by_side=False`` runs freeze then export inline, in the calling thread: for a conversion that
+    is itself one task on a Dask worker, where submitting would hand the stages back to the cluster
+    and park the worker's thread waiting on them.
+    """
     assert checkpoint.interface is not None
-    started = time.monotonic()
-    frozen_future = persisted(freeze, refresh).submit(checkpoint, list(output_nodes or []), freeze_engine)
-    exported_future = persisted(export, refresh).submit(checkpoint, signature.input_key, signature.output_key)
-    frozen_future.wait()
-    exported_future.wait()
-    frozen = clock.record("freeze", frozen_future.state, started)
-    exported = clock.record("export", exported_future.state, started)
+    freeze_args = (checkpoint, list(output_nodes or []), freeze_engine)
+    export_args = (checkpoint, signature.input_key, signature.output_key)
+    if side_by_side:
+        started = time.monotonic()
+        frozen_future = persisted(freeze, refresh).submit(*freeze_args)
+        exported_future = persisted(export, refresh).submit(*export_args)
+        frozen_future.wait()
+        exported_future.wait()
+        frozen = clock.record("freeze", frozen_future.state, started)
+        exported = clock.record("export", exported_future.state, started)
+    else:
+        frozen = clock.run("freeze", persisted(freeze, refresh), *freeze_args)
+        exported = clock.run("export", persisted(export, refresh), *export_args)
     report = clock.run("validate", persisted(validate, refresh), checkpoint, frozen, exported,
                        validation.reference_inputs, validation.tolerance,
                        report_key=layout.artifact_key(model_name, "validation"))

@@ -20,3 +20,14 @@ def write_guide_checkpoint(folder: Path, m: float = 0.5, b: float = 1.0) -> Path
             session.run(tf.compat.v1.global_variables_initializer())
             saver.save(session, str(folder / "model"))
     return folder / "model"
+
+
+def write_sweep(root: Path, count: int, start: int = 0) -> dict[str, tuple[float, float]]:
+    """``count`` guide checkpoints in ``root/run-NN`` with their own m and b (a small sweep); returns
+    each folder's model name (its folder name) with its (m, b)."""
+    models = {}
+    for i in range(start, start + count):
+        m, b = 0.5 + i, 1.0 - 0.25 * i
+        write_guide_checkpoint(root / f"run-{i:02d}", m=m, b=b)
+        models[f"run-{i:02d}"] = (m, b)
+    return models

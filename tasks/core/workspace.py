@@ -11,17 +11,32 @@ import os
 import shutil
 import uuid
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 DEFAULT_HOME = ".freezeflow"
+
+# A workspace handed in with submitted work (a Dask worker runs items of batches from several
+# machines in one process, on several threads): it wins over the process's environment, per thread.
+_HANDED_IN: ContextVar[Optional[str]] = ContextVar("freezeflow_workspace", default=None)
 
 
 def home() -> Path:
     """The workspace root, absolute, created on first use."""
-    root = Path(os.environ.get("FREEZEFLOW_HOME") or DEFAULT_HOME).expanduser().resolve()
+    root = Path(_HANDED_IN.get() or os.environ.get("FREEZEFLOW_HOME") or DEFAULT_HOME).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextmanager
+def using(root: str) -> Iterator[Path]:
+    """Run the block (and the Prefect tasks it calls inline) against the workspace ``root``."""
+    token = _HANDED_IN.set(root)
+    try:
+        yield home()
+    finally:
+        _HANDED_IN.reset(token)
 
 
 def results_dir() -> Path:
