@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO / "prefect.yaml"
 FLOWS = {"publish_model": "flows/publish.py:publish_model",
          "convert_checkpoint": "flows/convert.py:convert_checkpoint",
+         "convert_many": "flows/convert_many.py:convert_many",
          "smoke": "flows/smoke.py:smoke"}
 EXAMPLE_BEGIN = re.compile(r'^# BEGIN example: (?P<name>[\w-]+) \(work pool type "(?P<type>[\w-]+)"')
 
@@ -74,7 +75,8 @@ def worker_variables(pool_type: str) -> dict[str, Any]:
 
 def test_each_flow_has_one_deployment_on_the_process_pool(config: dict[str, Any]) -> None:
     deployments = by_flow(config["deployments"])
-    assert sorted(deployments) == ["convert_checkpoint/local", "publish_model/local", "smoke/local"]
+    assert sorted(deployments) == ["convert_checkpoint/local", "convert_many/local", "publish_model/local",
+                                   "smoke/local"]
     for name, deployment in deployments.items():
         assert deployment["entrypoint"] == FLOWS[name.split("/")[0]]
         assert deployment["work_pool"]["name"] == "freezeflow-local"
@@ -118,10 +120,13 @@ def test_every_parameter_set_validates_against_its_flows_real_schema(
             where = f"{flow.name}/{deployment['name']} {label}"
             assert set(parameters) <= set(schema["properties"]), f"{where}: unknown {set(parameters) - set(schema['properties'])}"
             validate(parameters, schema, raise_on_error=True, ignore_required=True)
-            placeholders = {name: "placeholder" for name in required - set(parameters)}
+            placeholders = {name: ["placeholder"] if schema["properties"][name].get("type") == "array" else "placeholder"
+                            for name in required - set(parameters)}
             flow.validate_parameters({**placeholders, **parameters})  # raises ParameterTypeError with the reason
     assert {"checkpoint"} == set(parameter_schema(load_flow_from_entrypoint(FLOWS["convert_checkpoint"]))
                                  .model_dump_for_openapi().get("required") or [])
+    assert {"sources"} == set(parameter_schema(load_flow_from_entrypoint(FLOWS["convert_many"]))
+                              .model_dump_for_openapi().get("required") or [])
 
 
 def test_a_parameter_the_flow_would_refuse_fails_the_check(config: dict[str, Any]) -> None:
@@ -145,7 +150,8 @@ def test_publish_model_has_a_nightly_schedule_that_starts_inactive(config: dict[
     assert nightly["slug"] == "nightly"
     schedule = CronSchedule(cron=nightly["cron"], timezone=nightly["timezone"])  # raises on a bad cron
     assert (schedule.cron, schedule.timezone) == ("0 2 * * *", "UTC")
-    assert all(not deployments[name].get("schedules") for name in ("convert_checkpoint/local", "smoke/local"))
+    assert all(not deployments[name].get("schedules")
+               for name in ("convert_checkpoint/local", "convert_many/local", "smoke/local"))
 
 
 def test_pull_step_sends_runs_to_the_folder_prefect_deploy_ran_in(
@@ -170,7 +176,8 @@ def test_commented_examples_parse_when_uncommented_and_join_the_deployments(
     config, types = with_examples
     assert types == {"kubernetes": "kubernetes", "cloud-run": "cloud-run-v2", "vertex-ai": "vertex-ai"}
     deployments = by_flow(config["deployments"])
-    assert sorted(deployments) == sorted(["convert_checkpoint/local", "publish_model/local", "smoke/local",
+    assert sorted(deployments) == sorted(["convert_checkpoint/local", "convert_many/local", "publish_model/local",
+                                          "smoke/local",
                                           "publish_model/kubernetes", "publish_model/cloud-run",
                                           "publish_model/vertex-ai"])
     for name in types:
