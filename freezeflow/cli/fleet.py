@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from freezeflow.cli.common import fail, prepare_environment, pydantic_reason
+from freezeflow.cli.common import api_ready, connect_api, fail, prepare_environment, pydantic_reason, require_api_access
 
 app = typer.Typer()
 
@@ -59,10 +59,13 @@ def convert_many(
     except (ParameterError, ImportError) as exc:
         fail(exc)
     prepare_environment()
+    api = connect_api()  # the local server that stays up (started now if none answers), unless PREFECT_API_URL is set
     from pydantic import ValidationError
 
     from flows.convert_many import convert_many as flow
 
+    api_ready(api)
+    require_api_access()
     try:
         state = flow(sources=sources, destination=dest, output_nodes=nodes, entrypoint=entrypoint,
                      dask_address=address, workers=workers, max_parallel=max_parallel, refresh_cache=no_cache,
