@@ -39,7 +39,7 @@ def convert_one(item: FleetItem, batch: BatchSettings) -> dict[str, Any]:
     from flows.stage_runner import StageClock, convert_stages
     from tasks.core import workspace
     from tasks.fleet.sources import localise
-    from tasks.stages.checkpoint import describe_checkpoint
+    from tasks.tf.checkpoints import describe_checkpoint
 
     started = time.monotonic()
     signature = SignatureParams.model_validate(batch.signature)

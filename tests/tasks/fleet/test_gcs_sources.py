@@ -49,7 +49,7 @@ def test_a_gs_checkpoint_is_copied_into_the_workspace_once_per_content(
     bucket, guide_checkpoint_dir: Path, tmp_path: Path  # noqa: ANN001
 ) -> None:
     from tasks.fleet.sources import localise
-    from tasks.stages.checkpoint import describe_checkpoint
+    from tasks.tf.checkpoints import describe_checkpoint
 
     upload_folder(bucket, guide_checkpoint_dir, "runs/guide")
     uri = f"gs://{bucket.name}/runs/guide"
