@@ -37,3 +37,11 @@ def run_freezeflow(*args: str, cwd: Path, env: Optional[Mapping[str, str]] = Non
     result = subprocess.run([sys.executable, "-m", "freezeflow", *args], cwd=cwd, env=environment,
                             capture_output=True, text=True, timeout=timeout)
     return Outcome(result.returncode, result.stdout, result.stderr, time.monotonic() - started)
+
+
+def freezeflow(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed console script in a fresh process, as a user runs it."""
+    exe = Path(sys.executable).with_name("freezeflow")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
+    environment.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(env or {})})
+    return subprocess.run([str(exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
