@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import ParameterError
 from tasks.core.layout import check_model_name
+from tasks.storage.uris import GS_SCHEME, is_gs_uri
 
 _INVALID = re.compile(r"[^a-z0-9_.-]+")
 
@@ -49,8 +50,7 @@ def model_name_for(checkpoint: str, is_folder: bool) -> str:
     ``is_folder`` says whether ``checkpoint`` names the folder itself or a prefix inside it
     (``runs/lr-0.1/model`` is named ``lr-0.1``).
     """
-    path = PurePosixPath(checkpoint.rstrip("/").replace("gs://", "", 1) if checkpoint.startswith("gs://")
-                         else checkpoint.rstrip("/"))
+    path = PurePosixPath(checkpoint.rstrip("/")[len(GS_SCHEME):] if is_gs_uri(checkpoint) else checkpoint.rstrip("/"))
     folder = path if is_folder else path.parent
     name = _INVALID.sub("-", folder.name.lower()).strip("-_.")[:63].rstrip("-_.")
     if not name:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Optional
 from tasks.core.errors import CheckpointError, ParameterError
 from tasks.core.layout import check_model_name
 from tasks.fleet.items import FleetItem, UniqueNames, model_name_for
+from tasks.storage.uris import is_gs_uri, split_gs_uri
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _ITEM_KEYS = {"checkpoint", "model_name", "output_nodes", "entrypoint"}
@@ -37,7 +38,7 @@ def scan(sources: list[str], *, output_nodes: Optional[list[str]] = None,
     found checkpoints (a JSON Lines item may set its own)."""
     defaults = {"output_nodes": tuple(output_nodes) if output_nodes else None, "entrypoint": entrypoint or None}
     for source in sources:
-        if source.startswith("gs://"):
+        if is_gs_uri(source):
             if source.endswith(JSONL_SUFFIXES):
                 yield from _jsonl_items(source, _gcs_lines(source), None, defaults)
             else:
@@ -132,7 +133,7 @@ def _item_from_entry(entry: Any, where: str, name: str, number: int, base: Optio
     entrypoint = entry.get("entrypoint", defaults["entrypoint"])
     if entrypoint is not None and (not isinstance(entrypoint, str) or ":" not in entrypoint):
         raise bad('"entrypoint" must be package.module:function')
-    if not checkpoint.startswith("gs://"):
+    if not is_gs_uri(checkpoint):
         if "://" in checkpoint:
             raise bad(f"checkpoint {checkpoint!r}: only local paths and gs:// URIs are supported")
         local = Path(checkpoint).expanduser()
@@ -144,7 +145,7 @@ def _item_from_entry(entry: Any, where: str, name: str, number: int, base: Optio
     model = entry.get("model_name")
     try:
         if model is None:
-            model = model_name_for(checkpoint, is_folder=checkpoint.startswith("gs://") or Path(checkpoint).is_dir())
+            model = model_name_for(checkpoint, is_folder=is_gs_uri(checkpoint) or Path(checkpoint).is_dir())
         elif not isinstance(model, str):
             raise ParameterError(f"model_name must be a string, got {model!r}")
         else:
@@ -159,10 +160,10 @@ def _item_from_entry(entry: Any, where: str, name: str, number: int, base: Optio
 
 
 def _split(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("gs://"):].partition("/")
-    if not bucket:
+    gs = split_gs_uri(uri)
+    if not gs.bucket:
         raise ParameterError(f"SOURCE {uri!r} names no bucket; use gs://bucket/prefix")
-    return bucket, prefix
+    return gs.bucket, gs.path
 
 
 def _gcs_client() -> Any:
@@ -209,7 +210,7 @@ def _gcs_lines(uri: str) -> Iterator[str]:
 def localise(checkpoint: str, workspace_dir: Path) -> str:
     """A local path for ``checkpoint``: itself, or for gs:// its folder's files copied into the workspace,
     in a folder named after their names and generations (a changed object is copied afresh)."""
-    if not checkpoint.startswith("gs://"):
+    if not is_gs_uri(checkpoint):
         return checkpoint
     bucket, prefix = _split(checkpoint)
     folder = prefix.rstrip("/") + "/"
