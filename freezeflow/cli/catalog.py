@@ -21,7 +21,7 @@ def inspect(
     """Show what a checkpoint, frozen graph or SavedModel holds: variables, inputs, candidate outputs, signatures."""
     prepare_environment()
     from tasks.core.errors import FreezeflowError
-    from tasks.tf.inspect import inspect_path
+    from tasks.freeze_engine.inspect import inspect_path
 
     try:
         info = inspect_path(path)

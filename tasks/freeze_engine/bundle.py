@@ -144,13 +144,17 @@ class TensorBundle:
             )
         return cls(files, header.num_shards, entries)
 
-    def variables(self) -> list[tuple[str, str, tuple[int, ...]]]:
-        """(key, dtype name, shape) of every tensor saved under a name, in key order."""
+    def named_entries(self) -> list[BundleEntry]:
+        """The entry of every tensor saved under a name, in key order."""
         return [
-            (entry.key, dtypes.name(entry.dtype), entry.shape)
+            entry
             for raw_key, entry in self._entries.items()
             if not raw_key.startswith(b"\x00")  # binary slice keys are parts of a named entry
         ]
+
+    def variables(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """(key, dtype name, shape) of every tensor saved under a name, in key order."""
+        return [(entry.key, dtypes.name(entry.dtype), entry.shape) for entry in self.named_entries()]
 
     def source(self, variable: str, key: str, shape_and_slice: str) -> TensorSource:
         """Where the value that RestoreV2(key, shape_and_slice) would assign to `variable` lies."""

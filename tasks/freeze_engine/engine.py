@@ -23,6 +23,7 @@ from tasks.freeze_engine import dtypes, protos, subgraph, tensor_data, writer
 from tasks.freeze_engine.bundle import TensorBundle, TensorSource
 from tasks.freeze_engine.devices import clear_node_devices
 from tasks.freeze_engine.files import CheckpointFiles, locate_checkpoint
+from tasks.freeze_engine.reader import check_output_nodes, read_meta_graph
 from tasks.freeze_engine.graph_names import Message
 from tasks.freeze_engine.restore_map import restore_specs
 from tasks.freeze_engine.rewrite import VARIABLE_OPS, Value, rewrite
@@ -45,23 +46,6 @@ class FreezeStats:
     variables: tuple[str, ...]
 
 
-def read_meta_graph(path: Path) -> Message:
-    """The MetaGraphDef in a `.meta` file. An empty file parses as an empty message (protobuf's rule), so a
-    graph without nodes is refused here as well: no Saver writes one."""
-    try:
-        meta = protos.meta_graph_pb2.MetaGraphDef.FromString(path.read_bytes())
-    except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint graph {path}: {error.strerror}") from None
-    except DecodeError:
-        meta = None
-    if meta is None or not meta.graph_def.node:
-        raise CheckpointError(
-            f"checkpoint graph {path} is empty or not a MetaGraphDef: pass the prefix of a checkpoint written "
-            "by tf.compat.v1.train.Saver"
-        )
-    return meta
-
-
 def _variable_defs(meta: Message) -> list[Message]:
     collection = meta.collection_def.get("variables")
     if collection is None:
@@ -73,19 +57,6 @@ def _variable_defs(meta: Message) -> list[Message]:
             "the checkpoint graph's 'variables' collection holds an entry that is not a VariableDef: the .meta "
             "file is damaged"
         ) from None
-
-
-def list_output_candidates(prefix: str | Path) -> list[str]:
-    """Nodes of the checkpoint's graph that nothing else consumes, leaving out saving, restoring,
-    initialisation and training machinery: the likely values for `output_nodes`."""
-    meta = read_meta_graph(locate_checkpoint(prefix).meta)
-    saver_def = meta.saver_def if meta.HasField("saver_def") else None
-    return subgraph.output_candidates(meta.graph_def, saver_def, meta.collection_def)
-
-
-def checkpoint_variables(prefix: str | Path) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(key, dtype name, shape) of every tensor the checkpoint's index holds, in key order."""
-    return TensorBundle.read(locate_checkpoint(prefix, need_meta=False)).variables()
 
 
 def _check_variable(node: Message, source: TensorSource, files: CheckpointFiles) -> None:
@@ -131,9 +102,7 @@ def _plan(
     graph_def = meta.graph_def
     nodes = {node.name: node for node in graph_def.node}
     saver_def = meta.saver_def if meta.HasField("saver_def") else None
-    outputs = subgraph.output_node_names(
-        nodes, output_nodes, lambda: subgraph.output_candidates(graph_def, saver_def, meta.collection_def)
-    )
+    outputs = check_output_nodes(meta, output_nodes, f"the graph of {files.meta}")
     needed = subgraph.needed_nodes(nodes, outputs)
     ordered = [node for node in graph_def.node if node.name in needed]
 

@@ -43,6 +43,7 @@ _MODULES = {
     "versions_pb2": "tensorflow.core.framework.versions_pb2",
     "meta_graph_pb2": "tensorflow.core.protobuf.meta_graph_pb2",
     "saver_pb2": "tensorflow.core.protobuf.saver_pb2",
+    "saved_model_pb2": "tensorflow.core.protobuf.saved_model_pb2",
     "tensor_bundle_pb2": "tensorflow.core.protobuf.tensor_bundle_pb2",
 }
 

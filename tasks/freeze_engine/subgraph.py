@@ -27,6 +27,7 @@ _STATE_CHANGING_PREFIXES = (
 _OPTIMIZER_PREFIXES = ("Apply", "SparseApply", "ResourceApply", "ResourceSparseApply")
 _RESOURCE = 20  # DataType DT_RESOURCE
 _VARIABLE_OPS = frozenset({"Variable", "VariableV2", "VarHandleOp"})  # rewrite.VARIABLE_OPS (kept import-free)
+_PLACEHOLDER_OPS = frozenset({"Placeholder", "PlaceholderWithDefault", "PlaceholderV2"})
 _MACHINERY_COLLECTIONS = ("train_op", "init_op", "local_init_op", "ready_op", "ready_for_local_init_op", "summary_op")
 
 
@@ -35,10 +36,14 @@ def changes_state(op: str) -> bool:
 
 
 def output_node_names(
-    nodes: Mapping[str, Message], outputs: Sequence[str], candidates: Callable[[], Sequence[str]]
+    nodes: Mapping[str, Message],
+    outputs: Sequence[str],
+    candidates: Callable[[], Sequence[str]],
+    where: str = "the checkpoint's graph",
 ) -> list[str]:
     """The node names of the requested outputs (`y` or `y:0`), or OutputNodeError naming the first
-    unknown one and the nearest names the graph holds (or, failing any, its output candidates)."""
+    unknown one, the graph it is not in (`where`), and the nearest names the graph holds (or,
+    failing any, its output candidates). This is the one wording of that error."""
     if isinstance(outputs, str) or not outputs:
         raise ParameterError("output_nodes must be a non-empty list of node names, e.g. ['y']")
     names = []
@@ -47,7 +52,7 @@ def output_node_names(
         if name not in nodes:
             nearest = difflib.get_close_matches(name, list(nodes), n=3) or list(candidates())[:5]
             hint = f"nearest: {', '.join(nearest)}" if nearest else "the graph holds no candidate outputs"
-            raise OutputNodeError(f"output node '{name}' is not in the checkpoint's graph ({hint})")
+            raise OutputNodeError(f"output node '{name}' is not in {where} ({hint})")
         if nodes[name].op in _VARIABLE_OPS:
             # Frozen, a variable is a constant: the "model" would answer the same whatever it is fed.
             likely = ", ".join(list(candidates())[:5]) or "none"
@@ -117,6 +122,15 @@ def output_candidates(graph_def: Message, saver_def: Message | None, collections
         if node.name not in machinery:
             consumed.update(graph_names.node_name(name) for name in node.input)
     return [node.name for node in nodes if node.name not in machinery and node.name not in consumed]
+
+
+def input_candidates(graph_def: Message, saver_def: Message | None, collections: Mapping[str, Message]) -> list[str]:
+    """Placeholders that the model reads (not only saving or training machinery), in graph order:
+    the likely model inputs."""
+    nodes = graph_def.node
+    machinery = _machinery(nodes, saver_def, collections)
+    read = {graph_names.node_name(name) for node in nodes if node.name not in machinery for name in node.input}
+    return [node.name for node in nodes if node.op in _PLACEHOLDER_OPS and node.name in read]
 
 
 def _machinery(nodes: Iterable[Message], saver_def: Message | None, collections: Mapping[str, Message]) -> set[str]:

@@ -3,17 +3,16 @@ restore one into a session or a model, and describe a checkpoint a user hands in
 
 from __future__ import annotations
 
-import difflib
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from tasks.core import workspace
 from tasks.core.cache_keys import stage_token
-from tasks.core.errors import CheckpointError, EntrypointError, OutputNodeError, ParameterError
+from tasks.core.errors import CheckpointError, EntrypointError, ParameterError
 from tasks.core.names import CheckpointFormat
 from tasks.core.records import Artifact, Checkpoint, ModelInterface, TensorSpec, TrainedModel, VariableInfo
+from tasks.freeze_engine import reader
 from tasks.tf.entrypoints import (
     TrainContext,
     build_model,
@@ -25,13 +24,7 @@ from tasks.tf.entrypoints import (
     variable_name,
 )
 
-
 PREFIX = "model"
-_DATA_RE = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
-
-
-# The key TF2's object-based checkpoints store their object graph under; TF1 Saver files lack it.
-_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
 def restore_trackable(entrypoint: str, prefix: Path) -> Any:
@@ -144,86 +137,28 @@ def _relativise_state_file(folder: Path) -> None:
     state.write_text(text)
 
 
+# --- reading what users hand in: the files through the freeze engine's reader, TensorFlow only for shapes
+
+
 def resolve_prefix(path: str | Path) -> Path:
     """A checkpoint prefix from a prefix (``dir/model``), a folder, or one of the checkpoint's files."""
-    from tasks.freeze_engine.files import resolve_checkpoint_prefix
-
-    return resolve_checkpoint_prefix(path).resolve()
-
-
-def checkpoint_files(prefix: Path) -> list[Path]:
-    """The files a checkpoint prefix needs, checking that the index and every data shard are there."""
-    index = prefix.with_name(prefix.name + ".index")
-    if not index.is_file():
-        if not prefix.parent.is_dir():
-            raise CheckpointError(f"checkpoint {prefix}: folder {prefix.parent} does not exist")
-        raise CheckpointError(
-            f"checkpoint prefix {prefix} matches no checkpoint: {index.name} is missing in {prefix.parent}"
-        )
-    shards = sorted(prefix.parent.glob(prefix.name + ".data-*-of-*"))
-    if not shards:
-        raise CheckpointError(f"checkpoint {prefix}: no data file {prefix.name}.data-00000-of-NNNNN beside {index.name}")
-    total = int(_DATA_RE.search(shards[0].name).group(2))  # type: ignore[union-attr]
-    expected = [prefix.with_name(f"{prefix.name}.data-{i:05d}-of-{total:05d}") for i in range(total)]
-    missing = [p.name for p in expected if not p.is_file()]
-    if missing:
-        raise CheckpointError(f"checkpoint {prefix}: data shard {missing[0]} is missing ({len(missing)} of {total})")
-    files = [index, *expected]
-    meta = prefix.with_name(prefix.name + ".meta")
-    if meta.is_file():
-        files.append(meta)
-    state = prefix.parent / "checkpoint"
-    if state.is_file():
-        files.append(state)
-    return files
-
-
-def detect_format(prefix: Path) -> CheckpointFormat:
-    """TF2 checkpoints store their object graph in the index; TF1 Saver checkpoints come with a .meta graph."""
-    import tensorflow as tf
-
-    try:
-        reader = tf.train.load_checkpoint(str(prefix))
-        keys = reader.get_variable_to_shape_map()
-    except tf.errors.OpError as exc:
-        raise CheckpointError(
-            f"checkpoint {prefix}.index is not a readable TensorFlow checkpoint index ({_first_line(exc)})"
-        ) from exc
-    if _OBJECT_GRAPH_KEY in keys:
-        return "tf2"
-    return "tf1"
+    return reader.resolve_checkpoint_prefix(path).resolve()
 
 
 def read_variables(prefix: Path) -> tuple[VariableInfo, ...]:
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(prefix))
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
     return tuple(
-        VariableInfo(name=name, dtype=dtypes[name].name, shape=tuple(shapes[name]))
-        for name in sorted(shapes)
-        if name != _OBJECT_GRAPH_KEY
+        VariableInfo(name=name, dtype=dtype, shape=shape) for name, dtype, shape in reader.checkpoint_variables(prefix)
     )
 
 
-def parse_meta_graph(meta_path: Path) -> Any:
-    """The MetaGraphDef in a ``.meta`` file; a file that is not one is named."""
-    from tensorflow.core.protobuf import meta_graph_pb2
-
-    meta = meta_graph_pb2.MetaGraphDef()
-    try:
-        meta.ParseFromString(meta_path.read_bytes())
-    except Exception as exc:
-        raise CheckpointError(f"{meta_path} is not a MetaGraphDef ({exc}); is the file truncated?") from exc
-    if not meta.graph_def.node:  # an empty file parses as an empty message: no Saver writes one
-        raise CheckpointError(f"checkpoint graph {meta_path} is empty or not a MetaGraphDef: pass the prefix of a "
-                              "checkpoint written by tf.compat.v1.train.Saver")
-    return meta
-
-
 def read_meta_graph(checkpoint: Checkpoint) -> Any:
-    return parse_meta_graph(checkpoint.artifact.path(checkpoint.prefix + ".meta"))
+    return reader.read_meta_graph(checkpoint.artifact.path(checkpoint.prefix + ".meta"))
+
+
+def name_the_output(where: Path | str, graph: Any) -> ParameterError:
+    """The error for a TF1 graph frozen without naming its output: it lists the likely ones."""
+    likely = ", ".join(reader.output_candidates(graph)) or "none"
+    return ParameterError(f"name the output node of {where} (--output-node); likely: {likely}")
 
 
 @contextmanager
@@ -247,14 +182,12 @@ def restored_session(checkpoint: Checkpoint) -> Iterator[tuple[Any, Any]]:
 def tf1_interface(meta_path: Path, output_nodes: list[str]) -> ModelInterface:
     """The input (the graph's one placeholder) and output (the first output node) of a TF1 graph."""
     import tensorflow as tf
-    meta = parse_meta_graph(meta_path)
-    graph_def = meta.graph_def
+
+    meta = reader.read_meta_graph(meta_path)
     if not output_nodes:
-        raise ParameterError(
-            f"name the output node of {meta_path} (--output-node); likely: {', '.join(output_candidates(graph_def)) or 'none'}"
-        )
-    check_output_nodes(graph_def, output_nodes, str(meta_path))
-    placeholders = input_candidates(graph_def)
+        raise name_the_output(meta_path, meta)
+    reader.check_output_nodes(meta, output_nodes, f"the graph of {meta_path}")
+    placeholders = reader.input_candidates(meta)
     if len(placeholders) != 1:
         raise CheckpointError(
             f"the graph of {meta_path} has {len(placeholders)} inputs ({', '.join(placeholders) or 'none'}); "
@@ -276,17 +209,12 @@ def describe_checkpoint(
 ) -> Checkpoint:
     """A record for a checkpoint a user hands in, TF1 (needs its .meta) or TF2 (needs the entrypoint)."""
     prefix = resolve_prefix(path)
-    files = checkpoint_files(prefix)
-    fmt = detect_format(prefix)
+    files = reader.checkpoint_files(prefix)
+    fmt = reader.checkpoint_format(prefix)
     interface = None
     digest = None
     if fmt == "tf1":
-        meta = prefix.with_name(prefix.name + ".meta")
-        if not meta.is_file():
-            raise CheckpointError(
-                f"checkpoint {prefix} is in TF1 Saver format but {prefix.name}.meta is missing; "
-                "freezing needs the graph: copy the .meta file beside the index"
-            )
+        meta = reader.locate_checkpoint(prefix).meta  # raises if the graph is missing: freezing needs it
         interface = tf1_interface(meta, list(output_nodes or []))
     else:
         if not entrypoint:
@@ -320,39 +248,3 @@ def check_complete(checkpoint: Checkpoint) -> None:
     missing = needed - files
     if missing:
         raise CheckpointError(f"checkpoint {checkpoint.prefix_path} was written without {sorted(missing)}")
-
-
-_MACHINERY = re.compile(r"(^|/)(save|save_\d+|init|report_uninitialized|Assign|gradients|GradientDescent|train)")
-_MACHINERY_OPS = {"NoOp", "SaveV2", "RestoreV2", "Assign", "AssignVariableOp", "VarIsInitializedOp", "Const",
-                  "Placeholder", "VariableV2", "VarHandleOp", "MergeV2Checkpoints", "ShardedFilename",
-                  "StringJoin", "Pack"}
-
-
-def output_candidates(graph_def: Any) -> list[str]:
-    """Nodes nothing else reads, leaving out saving, restoring, initialising and training machinery."""
-    consumed = {inp.split(":")[0].lstrip("^") for node in graph_def.node for inp in node.input}
-    return [
-        node.name
-        for node in graph_def.node
-        if node.name not in consumed and node.op not in _MACHINERY_OPS and not _MACHINERY.search(node.name)
-    ]
-
-
-def input_candidates(graph_def: Any) -> list[str]:
-    """Placeholders something reads, leaving out the Saver's own (``save/filename``)."""
-    consumed = {inp.split(":")[0].lstrip("^") for node in graph_def.node for inp in node.input}
-    return [
-        n.name for n in graph_def.node
-        if n.op in ("Placeholder", "PlaceholderWithDefault") and n.name in consumed and not _MACHINERY.search(n.name)
-    ]
-
-
-def check_output_nodes(graph_def: Any, output_nodes: list[str], where: str) -> None:
-    """Fail on the first unknown output node, naming the nearest names and the likely outputs."""
-    names = {node.name for node in graph_def.node}
-    for name in output_nodes:
-        node = name.split(":")[0]
-        if node not in names:
-            near = difflib.get_close_matches(node, list(names), n=5, cutoff=0.5)
-            hint = ", ".join(dict.fromkeys(near + output_candidates(graph_def)[:8])) or "none found"
-            raise OutputNodeError(f"output node {node!r} is not in the graph of {where}; candidates: {hint}")

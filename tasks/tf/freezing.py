@@ -16,53 +16,36 @@ from tasks.core import workspace
 from tasks.core.cache_keys import stage_token
 from tasks.core.errors import CheckpointError, GraphTooLargeError, ParameterError
 from tasks.core.layout import FROZEN_GRAPH
-from tasks.freeze_engine.devices import clear_devices, pinned_nodes
 from tasks.core.names import PROTOBUF_LIMIT, FreezeEngine
 from tasks.core.records import Artifact, Checkpoint, FrozenGraph
-from tasks.tf.checkpoints import (
-    check_output_nodes,
-    input_candidates,
-    output_candidates,
-    read_meta_graph,
-    restore_trackable,
-    restored_session,
-)
+from tasks.freeze_engine import reader, subgraph
+from tasks.freeze_engine.devices import clear_devices, pinned_nodes
+from tasks.freeze_engine.rewrite import VARIABLE_OPS
+from tasks.tf.checkpoints import name_the_output, read_meta_graph, restore_trackable, restored_session
 
 
 ENGINE_NAMES = {"stream": "freezeflow-stream", "tf": "tensorflow-v1"}
 
 
-def default_output_nodes(checkpoint: Checkpoint, graph_def: Any) -> list[str]:
+def default_output_nodes(checkpoint: Checkpoint, meta: Any) -> list[str]:
     if checkpoint.interface is not None:
         return [checkpoint.interface.output.name]
-    likely = output_candidates(graph_def)
-    raise ParameterError(
-        f"checkpoint {checkpoint.prefix_path}: name the output node (--output-node); likely: {', '.join(likely) or 'none'}"
-    )
+    raise name_the_output(f"{checkpoint.prefix_path}.meta", meta)
 
 
-def estimated_frozen_size(graph_def: Any, prefix: Path, output_nodes: Sequence[str]) -> int:
-    """Bytes of the frozen graph: the kept graph plus every variable it reads, as constants."""
-    import tensorflow as tf
-
-    kept = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [n.split(":")[0] for n in output_nodes])
-    reader = tf.train.load_checkpoint(str(prefix))
-    shapes = reader.get_variable_to_shape_map()
-    dtypes = reader.get_variable_to_dtype_map()
-    total = kept.ByteSize()
-    for node in kept.node:
-        if node.op in ("VariableV2", "VarHandleOp", "Variable") and node.name in shapes:
-            count = 1
-            for dim in shapes[node.name]:
-                count *= dim
-            total += count * max(dtypes[node.name].size, 1)
-    return total
+def estimated_frozen_size(meta: Any, prefix: Path, output_nodes: Sequence[str]) -> int:
+    """Bytes of the frozen graph: the nodes the outputs need plus every variable they read, as constants."""
+    nodes = {node.name: node for node in meta.graph_def.node}
+    kept = subgraph.needed_nodes(nodes, reader.check_output_nodes(meta, output_nodes, f"the graph of {prefix}.meta"))
+    sizes = reader.variable_bytes(prefix)
+    total = sum(nodes[name].ByteSize() for name in kept)
+    return total + sum(sizes.get(name, 0) for name in kept if nodes[name].op in VARIABLE_OPS)
 
 
 def _single_input(graph_def: Any, checkpoint: Checkpoint) -> str:
     if checkpoint.interface is not None:
         return checkpoint.interface.input.name
-    placeholders = input_candidates(graph_def)
+    placeholders = reader.input_candidates(graph_def)
     if len(placeholders) != 1:
         raise ParameterError(
             f"the frozen graph of {checkpoint.prefix_path} has {len(placeholders)} inputs "
@@ -75,8 +58,7 @@ def _freeze_tf1(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: 
     import tensorflow as tf
 
     meta = read_meta_graph(checkpoint)
-    check_output_nodes(meta.graph_def, output_nodes, str(checkpoint.prefix_path) + ".meta")
-    size = estimated_frozen_size(meta.graph_def, checkpoint.prefix_path, output_nodes)
+    size = estimated_frozen_size(meta, checkpoint.prefix_path, output_nodes)  # also checks the output nodes
     if size > max_bytes:
         raise GraphTooLargeError(
             f"the frozen graph of {checkpoint.prefix_path} would be {size / 2**30:.2f} GiB, past protobuf's "
@@ -109,7 +91,7 @@ def _freeze_tf2(checkpoint: Checkpoint, output_nodes: Sequence[str], max_bytes: 
     graph_def = frozen_fn.graph.as_graph_def()
     output = frozen_fn.outputs[0].name
     if output_nodes:
-        check_output_nodes(graph_def, output_nodes, f"the model {checkpoint.entrypoint!r} builds")
+        reader.check_output_nodes(graph_def, output_nodes, f"the graph of the model {checkpoint.entrypoint!r} builds")
         graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, [n.split(":")[0] for n in output_nodes])
         output = output_nodes[0] if ":" in output_nodes[0] else output_nodes[0] + ":0"
     clear_devices(graph_def)
@@ -133,7 +115,7 @@ def write_frozen_graph(
     final = workspace.stage_dir("freeze", token)
     if checkpoint.format == "tf1":
         if not nodes:
-            nodes = default_output_nodes(checkpoint, read_meta_graph(checkpoint).graph_def)
+            nodes = default_output_nodes(checkpoint, read_meta_graph(checkpoint))
         output_tensor = nodes[0] if ":" in nodes[0] else nodes[0] + ":0"
         if engine == "stream":
             from tasks.freeze_engine import freeze_checkpoint as stream_freeze
@@ -181,18 +163,10 @@ def _dtype_name(enum_value: int) -> str:
     return tf.dtypes.as_dtype(enum_value).name
 
 
-def load_graph_def(path: Path) -> Any:
-    from tensorflow.core.framework import graph_pb2
-
-    graph_def = graph_pb2.GraphDef()
-    graph_def.ParseFromString(path.read_bytes())
-    return graph_def
-
-
 def check_frozen(frozen: FrozenGraph) -> None:
     """The stage checks its output: it parses, holds no variables and no device pins, keeps its outputs."""
     frozen.artifact.verify()
-    graph_def = load_graph_def(frozen.graph_path)
+    graph_def = reader.read_graph_def(frozen.graph_path)
     names = {n.name for n in graph_def.node}
     problems = [f"output node {n!r} missing" for n in frozen.output_nodes if n not in names]
     problems += [f"variable {n.name!r} left" for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp")]

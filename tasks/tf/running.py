@@ -7,7 +7,7 @@ from typing import Any
 
 from tasks.core.records import Checkpoint, ExportedModel, FrozenGraph
 from tasks.tf.checkpoints import restore_trackable, restored_session
-from tasks.tf.freezing import load_graph_def
+from tasks.freeze_engine.reader import read_graph_def
 
 
 def predict_checkpoint(checkpoint: Checkpoint, batch: Any) -> Any:
@@ -29,7 +29,7 @@ def predict_frozen(frozen: FrozenGraph, batch: Any) -> Any:
     import tensorflow as tf
 
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
-        tf.import_graph_def(load_graph_def(frozen.graph_path), name="")
+        tf.import_graph_def(read_graph_def(frozen.graph_path), name="")
         return session.run(frozen.output_tensor, {frozen.input_tensor: batch})
 
 

@@ -16,6 +16,7 @@ from tasks.core.errors import CheckpointError, ParameterError
 from tasks.core.layout import SAVED_MODEL, SERVING_TAG, SIGNATURE_KEY, VARIABLES_INDEX
 from tasks.core.records import Artifact, Checkpoint, ExportedModel
 from tasks.freeze_engine.devices import clear_devices
+from tasks.freeze_engine.reader import read_saved_model
 from tasks.tf.checkpoints import restore_trackable, restored_session
 
 
@@ -68,7 +69,7 @@ def _export_tf2(checkpoint: Checkpoint, input_key: str, output_key: str, target:
 
 def _unpin_saved_model(folder: Path) -> None:
     """TF2's saver pins its save/restore ops to the CPU; a served model should carry no device pins."""
-    proto = read_saved_model_proto(folder)
+    proto = read_saved_model(folder)
     for meta in proto.meta_graphs:
         clear_devices(meta.graph_def)
     (folder / SAVED_MODEL).write_bytes(proto.SerializeToString(deterministic=True))
@@ -101,21 +102,13 @@ def export_saved_model(checkpoint: Checkpoint, input_key: str = "inputs", output
     return exported
 
 
-def read_saved_model_proto(folder: Any) -> Any:
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString((folder / SAVED_MODEL).read_bytes())
-    return proto
-
-
 def check_exported(exported: ExportedModel) -> None:
     """The stage checks its output: saved_model.pb and variables are there, with the tag and signature."""
     exported.artifact.verify()
     names = {f.path for f in exported.artifact.files}
     if SAVED_MODEL not in names or VARIABLES_INDEX not in names:
         raise CheckpointError(f"SavedModel {exported.artifact.root} is incomplete: {sorted(names)}")
-    proto = read_saved_model_proto(exported.artifact.path())
+    proto = read_saved_model(exported.artifact.path())
     graphs = [m for m in proto.meta_graphs if SERVING_TAG in m.meta_info_def.tags]
     if not graphs or SIGNATURE_KEY not in graphs[0].signature_def:
         raise CheckpointError(f"SavedModel {exported.artifact.root} lacks tag {SERVING_TAG!r} or signature {SIGNATURE_KEY!r}")

@@ -29,9 +29,9 @@ from tasks.core.records import (
 from tasks.core.report import require_passed
 from tasks.core.tolerance import compare
 from tasks.serving.server import serving_check
-from tasks.tf.freezing import load_graph_def
+from tasks.freeze_engine.reader import read_graph_def
 from tasks.tf.running import predict_checkpoint, predict_frozen, predict_saved_model
-from tasks.tf.saved_models import read_saved_model_proto
+from tasks.freeze_engine.reader import read_saved_model
 
 __all__ = ["contract_checks", "markdown_report", "reference_batch", "require_passed", "validate_model"]
 
@@ -74,7 +74,7 @@ def contract_checks(exported: ExportedModel, frozen: FrozenGraph, interface: Mod
     import tensorflow as tf
 
     checks: list[CheckResult] = []
-    proto = read_saved_model_proto(exported.artifact.path())
+    proto = read_saved_model(exported.artifact.path())
     graphs = [m for m in proto.meta_graphs if SERVING_TAG in m.meta_info_def.tags]
     checks.append(CheckResult(name="tag", passed=bool(graphs), detail=f"meta graph tagged {SERVING_TAG!r}"))
     if not graphs:
@@ -101,7 +101,7 @@ def contract_checks(exported: ExportedModel, frozen: FrozenGraph, interface: Mod
             checks.append(CheckResult(name="batch dimension", passed=dynamic,
                                       detail="dynamic" if dynamic else f"fixed at {shape.dim[0].size if shape.dim else 'scalar'}"))
     pinned = pinned_nodes(meta.graph_def)
-    frozen_def = load_graph_def(frozen.graph_path)
+    frozen_def = read_graph_def(frozen.graph_path)
     pinned += pinned_nodes(frozen_def)
     checks.append(CheckResult(name="no device pins", passed=not pinned,
                               detail="none" if not pinned else "pinned: " + ", ".join(pinned[:5])))

@@ -70,8 +70,8 @@ def _truncate(prefix: Path) -> None:
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("missing", r"prefix .*nothing matches no checkpoint"),
-        ("unknown-node", r"output node 'z' is not in the graph of .*model.meta; candidates: y"),
+        ("missing", r"checkpoint index .*nothing.index is missing"),
+        ("unknown-node", r"output node 'z' is not in the graph of .*model.meta \(nearest: y\)"),
         ("truncated", r"checkpoint data file .*model.data-00000-of-00001 is truncated: variable"),
         ("tf2-without-entrypoint", r"TF2 object-based checkpoint: pass the entrypoint"),
         ("bad-reference", r"reference_inputs: each instance has shape \[2\]"),

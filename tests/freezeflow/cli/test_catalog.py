@@ -26,7 +26,7 @@ def test_inspect_frozen_graph_and_saved_model(guide_records: dict, tmp_path: Pat
 def test_inspect_of_nothing_fails_with_one_line(tmp_path: Path) -> None:
     result = freezeflow("inspect", str(tmp_path / "nothing"), cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: checkpoint prefix") and "\n" not in result.stderr.strip()
+    assert result.stderr.strip().startswith("error: checkpoint index") and "\n" not in result.stderr.strip()
 
 
 def test_ls_lists_only_complete_versions(tmp_path: Path) -> None:

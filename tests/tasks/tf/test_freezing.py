@@ -8,13 +8,14 @@ import pytest
 
 from tasks.tf.checkpoints import describe_checkpoint
 from tasks.core.errors import CheckpointError, GraphTooLargeError
-from tasks.tf.freezing import load_graph_def, write_frozen_graph
+from tasks.freeze_engine.reader import read_graph_def
+from tasks.tf.freezing import write_frozen_graph
 from tasks.tf.running import predict_frozen
 
 
 def test_guide_graph_freezes_to_constants_and_gives_the_guides_numbers(guide_records: dict) -> None:
     frozen = guide_records["frozen"]
-    graph_def = load_graph_def(frozen.graph_path)
+    graph_def = read_graph_def(frozen.graph_path)
     ops = {n.name: n.op for n in graph_def.node}
     assert ops["m"] == "Const" and ops["b"] == "Const"
     assert not [n for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp", "SaveV2", "RestoreV2")]
@@ -27,7 +28,7 @@ def test_frozen_graph_loads_with_import_graph_def_name_empty(guide_records: dict
     import tensorflow as tf
 
     with tf.Graph().as_default() as graph:
-        tf.import_graph_def(load_graph_def(guide_records["frozen"].graph_path), name="")
+        tf.import_graph_def(read_graph_def(guide_records["frozen"].graph_path), name="")
         assert graph.get_tensor_by_name("x:0") is not None
         assert graph.get_tensor_by_name("y:0") is not None
 
@@ -45,7 +46,7 @@ def test_device_pins_are_cleared(tmp_path: Path) -> None:
             s.run(tf.compat.v1.global_variables_initializer())
             saver.save(s, str(tmp_path / "pinned" / "model"))
     frozen = write_frozen_graph(describe_checkpoint(tmp_path / "pinned", output_nodes=["y"]))
-    assert [n.device for n in load_graph_def(frozen.graph_path).node] == [""] * frozen.node_count
+    assert [n.device for n in read_graph_def(frozen.graph_path).node] == [""] * frozen.node_count
     assert predict_frozen(frozen, [4.0]).tolist() == [2.0]
 
 
@@ -87,6 +88,6 @@ def test_both_engines_freeze_the_same_graph(guide_checkpoint: Path) -> None:
     stream = write_frozen_graph(checkpoint)
     tf_made = write_frozen_graph(checkpoint, engine="tf")
     assert (stream.engine, tf_made.engine) == ("freezeflow-stream", "tensorflow-v1")
-    stream_nodes = {n.name: n.op for n in load_graph_def(stream.graph_path).node}
-    assert stream_nodes == {n.name: n.op for n in load_graph_def(tf_made.graph_path).node}
+    stream_nodes = {n.name: n.op for n in read_graph_def(stream.graph_path).node}
+    assert stream_nodes == {n.name: n.op for n in read_graph_def(tf_made.graph_path).node}
     assert predict_frozen(stream, [2.0, 4.0, 6.0]).tolist() == predict_frozen(tf_made, [2.0, 4.0, 6.0]).tolist()

@@ -8,7 +8,8 @@ import pytest
 
 from tasks.tf.checkpoints import describe_checkpoint
 from tasks.core.errors import ParameterError
-from tasks.tf.saved_models import export_saved_model, read_saved_model_proto
+from tasks.freeze_engine.reader import read_saved_model
+from tasks.tf.saved_models import export_saved_model
 from tasks.tf.running import predict_saved_model
 
 
@@ -16,7 +17,7 @@ def test_saved_model_has_tag_signature_and_dynamic_batch(guide_records: dict) ->
     exported = guide_records["exported"]
     folder = exported.artifact.path()
     assert folder.name == "1"  # a numeric version folder, as TF Serving reads
-    proto = read_saved_model_proto(folder)
+    proto = read_saved_model(folder)
     (meta,) = proto.meta_graphs
     assert list(meta.meta_info_def.tags) == ["serve"]
     signature = meta.signature_def["serving_default"]

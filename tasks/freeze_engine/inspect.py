@@ -1,4 +1,8 @@
-"""What a checkpoint, frozen graph or SavedModel holds: the question users ask before freezing."""
+"""What a checkpoint, frozen graph or SavedModel holds: the question users ask before freezing.
+
+Everything is read through the engine's reader, without TensorFlow's runtime, so ``freezeflow
+inspect`` answers in a fraction of a second and suggests the outputs ``freeze`` would.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core import layout
-from tasks.tf.checkpoints import (
-    checkpoint_files,
-    detect_format,
-    input_candidates,
-    output_candidates,
-    parse_meta_graph,
-    read_variables,
-    resolve_prefix,
-)
 from tasks.core.errors import CheckpointError
+from tasks.freeze_engine import dtypes, reader
 from tasks.freeze_engine.devices import pinned_nodes
+from tasks.freeze_engine.files import resolve_checkpoint_prefix
 
 
 def _saved_model_folder(path: Path) -> Path | None:
@@ -32,18 +29,18 @@ def _saved_model_folder(path: Path) -> Path | None:
     return None
 
 
-def _tensor_info(info: Any) -> dict[str, Any]:
-    import tensorflow as tf
+def _variables(prefix: Path) -> list[dict[str, Any]]:
+    return [{"name": name, "dtype": dtype, "shape": shape} for name, dtype, shape in reader.checkpoint_variables(prefix)]
 
+
+def _tensor_info(info: Any) -> dict[str, Any]:
     shape = None if info.tensor_shape.unknown_rank else [None if d.size == -1 else d.size for d in info.tensor_shape.dim]
-    dtype = tf.dtypes.as_dtype(info.dtype).name if info.dtype else None  # 0: DT_INVALID (init-op entries)
+    dtype = dtypes.name(info.dtype) if info.dtype else None  # 0: DT_INVALID (init-op entries)
     return {"name": info.name, "dtype": dtype, "shape": shape}
 
 
 def inspect_saved_model(folder: Path) -> dict[str, Any]:
-    from tasks.tf.saved_models import read_saved_model_proto
-
-    proto = read_saved_model_proto(folder)
+    proto = reader.read_saved_model(folder)
     graphs = []
     for meta in proto.meta_graphs:
         graphs.append({
@@ -58,17 +55,12 @@ def inspect_saved_model(folder: Path) -> dict[str, Any]:
     variables = []
     index = folder / layout.VARIABLES_PREFIX
     if index.with_suffix(".index").is_file():
-        variables = [v.model_dump() for v in read_variables(index)]
+        variables = _variables(index)
     return {"kind": "saved_model", "path": str(folder), "meta_graphs": graphs, "variables": variables}
 
 
 def inspect_frozen_graph(path: Path) -> dict[str, Any]:
-    from tasks.tf.freezing import load_graph_def
-
-    try:
-        graph_def = load_graph_def(path)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a GraphDef ({exc})") from exc
+    graph_def = reader.read_graph_def(path)
     if not graph_def.node:
         raise CheckpointError(f"{path} holds no graph nodes; is it a frozen graph?")
     ops = Counter(node.op for node in graph_def.node)
@@ -77,28 +69,28 @@ def inspect_frozen_graph(path: Path) -> dict[str, Any]:
         "path": str(path),
         "nodes": len(graph_def.node),
         "ops": dict(ops.most_common()),
-        "inputs": input_candidates(graph_def),
-        "output_candidates": output_candidates(graph_def),
+        "inputs": reader.input_candidates(graph_def),
+        "output_candidates": reader.output_candidates(graph_def),
         "variables_left": [n.name for n in graph_def.node if n.op in ("VariableV2", "VarHandleOp")],
         "device_pins": pinned_nodes(graph_def),
     }
 
 
 def inspect_checkpoint(path: Path) -> dict[str, Any]:
-    prefix = resolve_prefix(path)
-    checkpoint_files(prefix)
-    fmt = detect_format(prefix)
+    prefix = resolve_checkpoint_prefix(path).resolve()
+    reader.checkpoint_files(prefix)
+    fmt = reader.checkpoint_format(prefix)
     result: dict[str, Any] = {
         "kind": "checkpoint",
         "path": str(prefix),
         "format": fmt,
-        "variables": [v.model_dump() for v in read_variables(prefix)],
+        "variables": _variables(prefix),
     }
     meta = prefix.with_name(prefix.name + ".meta")
     if fmt == "tf1" and meta.is_file():
-        meta_graph = parse_meta_graph(meta)
-        result["inputs"] = input_candidates(meta_graph.graph_def)
-        result["output_candidates"] = output_candidates(meta_graph.graph_def)
+        meta_graph = reader.read_meta_graph(meta)
+        result["inputs"] = reader.input_candidates(meta_graph)
+        result["output_candidates"] = reader.output_candidates(meta_graph)
         result["freeze_engine"] = (
             "TF1 Saver checkpoint: frozen from its .meta graph by freezeflow's streaming engine "
             "(no TensorFlow runtime; --engine tf selects TensorFlow's convert_variables_to_constants)"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tasks.core.errors import CheckpointError
-from tasks.tf.inspect import inspect_path
+from tasks.freeze_engine.inspect import inspect_path
 
 
 def test_a_tf1_checkpoint_shows_its_variables_input_and_output_candidates(guide_checkpoint: Path) -> None:
