@@ -196,10 +196,10 @@ def free_port() -> int:
 def start_server() -> ServerRecord:
     """Start ``prefect server start`` detached, in its own session, its output appended to ``server.log``.
 
-    It is the team server's command (:func:`freezeflow.cli.team.server_command`): Prefect's server with
+    It is the team server's command (:func:`freezeflow.cli.server_env.server_command`): Prefect's server with
     SQLite write transactions that wait for the lock, which two runs sharing the server need too.
     """
-    from freezeflow.cli.team import server_command, server_environment
+    from freezeflow.cli.server_env import server_command, server_environment
 
     version = installed_prefect_version()
     prefect_home = database_home(version)
