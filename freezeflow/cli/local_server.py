@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
-import http.client
 import inspect
 import json
 import os
@@ -32,12 +31,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
-from urllib.parse import urlsplit
 
 import typer
 
 HOST = "127.0.0.1"
-START_TIMEOUT = 180.0  # a fresh database's migrations take 6-17 s here; a loaded shared machine, more
+START_TIMEOUT = 300.0  # a fresh database: 6-17 s on an idle machine here, 78 s on a shared one at load 16
 LOCK_TIMEOUT = 60.0  # the lock is held only to read, start or stop; never during a run
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when stopping the server
 MODES = ("local", "ephemeral")
@@ -175,6 +173,9 @@ def is_server_command(args: list[bytes]) -> bool:
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
     """One ``GET {url}/health``: True when a Prefect API answers ``true``."""
+    import http.client  # here, not at the top: `freezeflow --help` need not load the email parser
+    from urllib.parse import urlsplit
+
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or HOST, parts.port or 80, timeout=timeout)
     try:
