@@ -2,7 +2,8 @@
 
 For each concurrency level (8 and 64 clients by default) it measures requests per second and p50/p99
 latency of ``POST /v1/models/linear:predict`` (the guide's request, one instance) against three
-servers, each in its own process and one at a time:
+servers, each in its own process, all started first and then measured in turn, round after round (so a
+change in the machine's load falls on all of them alike):
 
 - ``baseline``: the previous ``ThreadingHTTPServer`` layer (``benchmarks/serve_baseline.py``);
 - ``uvicorn``: today's server (uvicorn + Starlette), no batching;
@@ -110,43 +111,80 @@ def run_clients(clients: int, seconds: float, one_call: Callable[[Any], None], s
     for thread in threads:
         thread.join(timeout=seconds + 60)
     elapsed = time.perf_counter() - began
-    every = sorted(t for own in latencies for t in own)
+    every = [t for own in latencies for t in own]
+    return {"latencies": every, "elapsed": elapsed, "errors": len(errors), "rps": len(every) / elapsed}
+
+
+class ServerProcess:
+    """One server in its own process (a fresh one: it shares no GIL with the clients), and a client for it."""
+
+    body = json.dumps({"instances": [{"inputs": 6.0}]}).encode()
+    expected = b'{"predictions":[4.0]}'
+
+    def __init__(self, kind: str, model: Path) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.kind = kind
+        self._ports, self._stop = context.Queue(), context.Event()
+        self._process = context.Process(target=_serve, args=(kind, str(model), self._ports, self._stop), daemon=True)
+        self._process.start()
+        self.port = 0
+
+    def wait_ready(self) -> "ServerProcess":
+        self.port = self._ports.get(timeout=300)
+        self.measure(8, 0.5)  # warm up: first calls trace functions, open connections
+        return self
+
+    def call(self, connection: http.client.HTTPConnection) -> None:
+        connection.request("POST", "/v1/models/linear:predict", self.body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        data = response.read()
+        if response.status != 200 or data != self.expected:
+            raise RuntimeError(f"{response.status} {data[:100]!r}")
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def measure(self, clients: int, seconds: float) -> dict[str, Any]:
+        return run_clients(clients, seconds, self.call, self.connect)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.terminate()
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rounds of one cell as one measurement: all requests over all the time, percentiles over all latencies."""
+    every = sorted(t for part in parts for t in part["latencies"])
+    elapsed = sum(part["elapsed"] for part in parts)
     return {
         "requests": len(every),
-        "errors": len(errors),
+        "errors": sum(part["errors"] for part in parts),
         "rps": len(every) / elapsed,
         "p50_ms": statistics.median(every) * 1000 if every else float("nan"),
         "p99_ms": every[min(len(every) - 1, int(len(every) * 0.99))] * 1000 if every else float("nan"),
+        "rounds_rps": [round(part["rps"], 1) for part in parts],
     }
 
 
-def measure_server(kind: str, model: Path, levels: list[int], seconds: float) -> dict[int, dict[str, Any]]:
-    body = json.dumps({"instances": [{"inputs": 6.0}]}).encode()
-    expected = b'{"predictions":[4.0]}'
-    context = multiprocessing.get_context("spawn")  # a fresh process: the server shares no GIL with the clients
-    ports, stop = context.Queue(), context.Event()
-    server = context.Process(target=_serve, args=(kind, str(model), ports, stop), daemon=True)
-    server.start()
+def measure_servers(kinds: list[str], model: Path, levels: list[int], seconds: float,
+                    rounds: int) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every server up at once, measured in turn, round after round: a change in the machine's load (other
+    programs on shared cores) falls on every server alike instead of on whichever ran at that moment."""
+    servers = [ServerProcess(kind, model) for kind in kinds]
     try:
-        port = ports.get(timeout=300)
-
-        def http_call(connection: http.client.HTTPConnection) -> None:
-            connection.request("POST", "/v1/models/linear:predict", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            data = response.read()
-            if response.status != 200 or data != expected:
-                raise RuntimeError(f"{response.status} {data[:100]!r}")
-
-        def connect() -> http.client.HTTPConnection:
-            return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-        run_clients(8, 0.5, http_call, connect)  # warm up: first calls trace functions, open connections
-        return {clients: run_clients(clients, seconds, http_call, connect) for clients in levels}
+        for server in servers:
+            server.wait_ready()
+        parts: dict[str, dict[int, list[dict[str, Any]]]] = {k: {c: [] for c in levels} for k in kinds}
+        for _ in range(rounds):
+            for clients in levels:
+                for server in servers:
+                    parts[server.kind][clients].append(server.measure(clients, seconds / rounds))
+        return {kind: {c: merge(cells) for c, cells in rows.items()} for kind, rows in parts.items()}
     finally:
-        stop.set()
-        server.join(timeout=30)
-        if server.is_alive():
-            server.terminate()
+        for server in servers:
+            server.stop()
 
 
 def measure_in_process(model: Path, levels: list[int], seconds: float) -> dict[int, dict[str, Any]]:
@@ -162,7 +200,7 @@ def measure_in_process(model: Path, levels: list[int], seconds: float) -> dict[i
             raise RuntimeError(str(out))
 
     run_clients(4, 0.5, in_process_call, lambda: None)
-    return {clients: run_clients(clients, seconds, in_process_call, lambda: None) for clients in levels}
+    return {clients: merge([run_clients(clients, seconds, in_process_call, lambda: None)]) for clients in levels}
 
 
 def targets(cells: dict[str, dict[int, dict[str, Any]]], low: int, high: int) -> list[dict[str, Any]]:
@@ -183,7 +221,9 @@ def targets(cells: dict[str, dict[int, dict[str, Any]]], low: int, high: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="Duration of each measurement (default 3).")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="Time measured per server and concurrency level, over all rounds (default 3).")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds the time is split into (default 3).")
     parser.add_argument("--clients", default="8,64", help="Comma-separated concurrency levels (default 8,64).")
     parser.add_argument("--model", help="A SavedModel version folder; default: build the guide's model.")
     parser.add_argument("--servers", default=",".join(SERVERS),
@@ -193,6 +233,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.seconds <= 60:
         parser.error("--seconds must be in (0, 60]")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be in [1, 20]")
     levels = sorted({int(c) for c in args.clients.split(",")})
     servers = [s for s in SERVERS if s in args.servers.split(",")]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -200,25 +242,26 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory(prefix="freezeflow-bench-")
     try:
         model = Path(args.model) if args.model else build_guide_model(Path(scratch.name))
-        cells = {kind: measure_server(kind, model, levels, args.seconds) for kind in servers}
+        cells = measure_servers(servers, model, levels, args.seconds, args.rounds)
         if args.in_process:
             cells["in_process"] = measure_in_process(model, levels, args.seconds)
     finally:
         scratch.cleanup()
 
-    print(f"serve benchmark: guide model, 1 instance per request, {args.seconds:g} s per cell, "
-          f"{os.cpu_count()} CPUs, each server in its own process, clients in this one")
-    print(f"{'server':>10} {'clients':>7} | {'rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    print(f"serve benchmark: guide model, 1 instance per request, {args.seconds:g} s per cell in {args.rounds} "
+          f"round(s), {os.cpu_count()} CPUs, each server in its own process, clients in this one")
+    print(f"{'server':>10} {'clients':>7} | {'rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | rps per round")
     for kind, rows in cells.items():
         for clients, cell in rows.items():
             print(f"{kind:>10} {clients:>7} | {cell['rps']:>7.0f} {cell['p50_ms']:>7.2f} {cell['p99_ms']:>7.2f} "
-                  f"{cell['errors']:>6}")
+                  f"{cell['errors']:>6} | {' '.join(f'{r:.0f}' for r in cell['rounds_rps'])}")
     found = targets(cells, levels[0], levels[-1]) if len(levels) > 1 and len(servers) == len(SERVERS) else []
     for item in found:
         print(f"{'met ' if item['met'] else 'MISSED'} {item['target']}: {item['value']:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "benchmark": "serve", "seconds": args.seconds, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+        "benchmark": "serve", "seconds": args.seconds, "rounds": args.rounds, "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
         "machine": platform.machine(), "model": str(args.model or "guide (built)"),
         "cells": {kind: {str(c): cell for c, cell in rows.items()} for kind, rows in cells.items()},
         "targets": found,
