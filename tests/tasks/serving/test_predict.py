@@ -124,6 +124,18 @@ def test_retries_exhausted_raise_with_the_last_status_and_reason(endpoint: Endpo
     assert caught.value.status == 503 and len(endpoint.bodies) == 3
 
 
+def test_the_timeout_bounds_all_attempts_and_backoff_together(endpoint: Endpoint) -> None:
+    import time
+
+    endpoint.failures = [(503, {"Retry-After": "1"})] * 10
+    started = time.monotonic()
+    with pytest.raises(PredictionError, match=r"answered 503 after 2 attempt\(s\) and the 1.5 s timeout leaves no "
+                                              r"time to retry: scripted 503") as caught:
+        predict_instances(endpoint.url, [{"inputs": 6.0}], timeout=1.5, max_attempts=10)
+    assert time.monotonic() - started < 1.5  # gave up when the next wait could not fit, without sleeping it
+    assert caught.value.status == 503 and len(endpoint.bodies) == 2
+
+
 def test_a_4xx_answer_is_not_retried(endpoint: Endpoint) -> None:
     endpoint.failures = [(400, {})]
     with pytest.raises(PredictionError, match="answered 400: scripted 400") as caught:
