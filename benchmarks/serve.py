@@ -11,7 +11,9 @@ change in the machine's load falls on all of them alike):
 
 The targets of issue 13 are ratios within the run: rps at 64 clients at least the rps at 8, p99 at 64
 clients at most 50 ms, and with batching at least twice the baseline's rps at 64 clients. The clients
-are threads of this process with one keep-alive connection each, the same for every server.
+are connections on one event loop of this process, each sending requests back to back over
+keep-alive, the same for every server. Each cell also shows the server process's CPU time per request
+(from /proc), which does not depend on what else the machine runs.
 ``--in-process`` adds the model called directly from as many threads (the price of JSON and HTTP).
 Prints a table and writes ``benchmarks/results/serve.json``.
 
@@ -21,11 +23,13 @@ Prints a table and writes ``benchmarks/results/serve.json``.
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import json
 import multiprocessing
 import os
 import platform
+import re
+import socket
 import statistics
 import sys
 import tempfile
@@ -115,6 +119,46 @@ def run_clients(clients: int, seconds: float, one_call: Callable[[Any], None], s
     return {"latencies": every, "elapsed": elapsed, "errors": len(errors), "rps": len(every) / elapsed}
 
 
+async def _http_clients(port: int, clients: int, seconds: float, request: bytes, expected: bytes) -> dict[str, Any]:
+    """``clients`` connections on one event loop, each sending the request back to back (keep-alive).
+
+    A raw HTTP/1.1 client: the request's bytes are built once and an answer is read by its
+    Content-Length, so the load generator spends little CPU per request and the servers, not the
+    clients, are what the shared cores are spent on (http.client in 64 threads used more CPU than
+    the server it measured).
+    """
+    latencies: list[float] = []
+    errors: list[str] = []
+    ready = asyncio.Event()
+    deadline = [0.0]
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await ready.wait()
+        try:
+            while (began := time.perf_counter()) < deadline[0]:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+                body = await reader.readexactly(length)
+                latencies.append(time.perf_counter() - began)
+                if not head.startswith(b"HTTP/1.1 200") or body != expected:
+                    errors.append(f"{head.split(b' ', 2)[1:2]} {body[:100]!r}")
+        finally:
+            writer.close()
+
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await asyncio.sleep(0.05)  # let every connection open before the clock starts
+    began = time.perf_counter()
+    deadline[0] = began + seconds
+    ready.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    errors += [repr(r) for r in results if isinstance(r, BaseException)]
+    elapsed = time.perf_counter() - began
+    return {"latencies": latencies, "elapsed": elapsed, "errors": len(errors), "rps": len(latencies) / elapsed}
+
+
 class ServerProcess:
     """One server in its own process (a fresh one: it shares no GIL with the clients), and a client for it."""
 
@@ -134,18 +178,18 @@ class ServerProcess:
         self.measure(8, 0.5)  # warm up: first calls trace functions, open connections
         return self
 
-    def call(self, connection: http.client.HTTPConnection) -> None:
-        connection.request("POST", "/v1/models/linear:predict", self.body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        data = response.read()
-        if response.status != 200 or data != self.expected:
-            raise RuntimeError(f"{response.status} {data[:100]!r}")
-
-    def connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-
     def measure(self, clients: int, seconds: float) -> dict[str, Any]:
-        return run_clients(clients, seconds, self.call, self.connect)
+        request = (b"POST /v1/models/linear:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: " + str(len(self.body)).encode() + b"\r\n\r\n" + self.body)
+        cpu = self.cpu_seconds()
+        cell = asyncio.run(_http_clients(self.port, clients, seconds, request, self.expected))
+        cell["cpu_seconds"] = self.cpu_seconds() - cpu
+        return cell
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process, all its threads (Linux /proc)."""
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self._stop.set()
@@ -165,6 +209,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": statistics.median(every) * 1000 if every else float("nan"),
         "p99_ms": every[min(len(every) - 1, int(len(every) * 0.99))] * 1000 if every else float("nan"),
         "rounds_rps": [round(part["rps"], 1) for part in parts],
+        "server_cpu_us_per_request": (sum(part.get("cpu_seconds", float("nan")) for part in parts) / len(every) * 1e6
+                                      if every else float("nan")),
     }
 
 
@@ -250,11 +296,13 @@ def main() -> None:
 
     print(f"serve benchmark: guide model, 1 instance per request, {args.seconds:g} s per cell in {args.rounds} "
           f"round(s), {os.cpu_count()} CPUs, each server in its own process, clients in this one")
-    print(f"{'server':>10} {'clients':>7} | {'rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} | rps per round")
+    print(f"{'server':>10} {'clients':>7} | {'rps':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+          f"{'server CPU/request':>18} | rps per round")
     for kind, rows in cells.items():
         for clients, cell in rows.items():
             print(f"{kind:>10} {clients:>7} | {cell['rps']:>7.0f} {cell['p50_ms']:>7.2f} {cell['p99_ms']:>7.2f} "
-                  f"{cell['errors']:>6} | {' '.join(f'{r:.0f}' for r in cell['rounds_rps'])}")
+                  f"{cell['errors']:>6} {cell['server_cpu_us_per_request']:>15.0f} µs | "
+                  f"{' '.join(f'{r:.0f}' for r in cell['rounds_rps'])}")
     found = targets(cells, levels[0], levels[-1]) if len(levels) > 1 and len(servers) == len(SERVERS) else []
     for item in found:
         print(f"{'met ' if item['met'] else 'MISSED'} {item['target']}: {item['value']:.2f}")
