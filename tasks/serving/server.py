@@ -59,6 +59,7 @@ DEFAULT_KEEP_VERSIONS = 2
 # pool, so one big request does not stall every other connection while its JSON is read.
 _PARSE_ON_LOOP_BYTES = 64 * 1024
 _START_SECONDS = 30.0
+_GRACEFUL_SECONDS = 5  # requests in flight get this long to finish when the server stops
 
 _PREDICT = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(predict|classify|regress)$", re.I)
 _STATUS = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(/metadata)?$", re.I)
@@ -221,7 +222,7 @@ class ModelServer:
             service.asgi, interface="asgi3", lifespan="off", log_config=None, access_log=False, server_header=False,
             proxy_headers=False,  # nothing here trusts X-Forwarded-For
             timeout_keep_alive=60,  # an idle client keeps its connection a minute, as before
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=_GRACEFUL_SECONDS,
         )
         self._uvicorn = uvicorn.Server(config)
         self._thread: Optional[threading.Thread] = None
@@ -266,8 +267,15 @@ class ModelServer:
             return
         self._closed = True
         if self._thread is not None:
+            # uvicorn finishes the requests in flight (up to timeout_graceful_shutdown), then stops; on a
+            # loaded machine that took over 15 s once, and a serving thread still alive at interpreter exit
+            # dies mid-traceback. So: wait for the graceful stop, then force it, and only then go on.
             self._uvicorn.should_exit = True
-            self._thread.join(timeout=15)
+            self._thread.join(timeout=_GRACEFUL_SECONDS + 10)
+            if self._thread.is_alive():
+                log.warning("the HTTP server did not stop within %d s; forcing it", _GRACEFUL_SECONDS + 10)
+                self._uvicorn.force_exit = True
+                self._thread.join(timeout=30)
             self._thread = None
         self._socket.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
