@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.postgres import start_postgres  # noqa: E402
+from tests.support.processes import stop_process_tree  # noqa: E402
 from tests.support.server_load import FREEZEFLOW, run_load  # noqa: E402
 
 SETUPS = ("sqlite", "postgresql", "sqlite-prefect-default")
@@ -97,11 +98,7 @@ def measure(setup: str, args: argparse.Namespace) -> dict[str, Any]:
         result = run_load(database=setup, api_url=api_url, auth_string=auth, env=env, root=root, runs=args.runs,
                           clients=args.clients, workers=args.workers, worker_limit=args.worker_limit)
     finally:
-        subprocess.run(["kill", "-TERM", f"-{server.pid}"], capture_output=True)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            subprocess.run(["kill", "-KILL", f"-{server.pid}"], capture_output=True)
+        stop_process_tree(server, grace=60)
         if postgres is not None:
             postgres.stop()
     figures = result.as_dict()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.e2e.conftest import stop_process_tree
+from tests.support.processes import stop_process_tree
 from tests.support.server_load import run_load
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ first create to the last run's end, and p50/p95 latency of the creates and of th
 from __future__ import annotations
 
 import base64
-import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import httpx
+
+from tests.support.processes import stop_process_tree
 
 REPO = Path(__file__).resolve().parents[2]
 LOAD_POOL = "freezeflow-load"
@@ -187,14 +188,7 @@ def run_load(*, database: str, api_url: str, auth_string: Optional[str], env: di
         finished = time.monotonic()
     finally:
         for process in processes:
-            if stop is not None:
-                stop(process)
-            else:
-                subprocess.run(["kill", "-TERM", f"-{process.pid}"], capture_output=True)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    subprocess.run(["kill", "-KILL", f"-{process.pid}"], capture_output=True)
+            (stop or stop_process_tree)(process)
 
     executions = {path.name: len(path.read_text().splitlines()) for path in out.iterdir()}
     by_id = {r["id"]: r for r in server_runs}
