@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from freezeflow.cli.common import fail, prepare_environment
+from tasks.vertex import defaults as vertex_defaults
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -173,10 +174,10 @@ def predict(
 def deploy(
     version_uri: str = typer.Argument(..., help="A published version: gs://bucket/prefix/MODEL/VERSION."),
     project: str = typer.Option(..., "--project", help="Google Cloud project ID."),
-    region: str = typer.Option("us-central1", "--region", help="Vertex AI region."),
+    region: str = typer.Option(vertex_defaults.REGION, "--region", help="Vertex AI region."),
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Endpoint ID, resource name or display name; "
                                                                     "default display name freezeflow-MODEL."),
-    machine_type: str = typer.Option("n1-standard-2", "--machine-type", help="Machine type of the serving nodes."),
+    machine_type: str = typer.Option(vertex_defaults.MACHINE_TYPE, "--machine-type", help="Machine type of the serving nodes."),
     image: Optional[str] = typer.Option(None, "--image", help="Serving container image (default: prebuilt TF CPU)."),
     ttl: Optional[int] = typer.Option(None, "--ttl", min=60, help="Seconds until 'freezeflow undeploy --expired' may "
                                                                   "take this deployment down."),
@@ -220,7 +221,7 @@ def undeploy(
                                             help="The record 'freezeflow deploy' wrote: take down exactly that deployment."),
     expired: bool = typer.Option(False, "--expired", help="Instead: take down every deployment past its --ttl."),
     project: Optional[str] = typer.Option(None, "--project", help="With --expired: Google Cloud project ID."),
-    region: str = typer.Option("us-central1", "--region", help="With --expired: Vertex AI region."),
+    region: str = typer.Option(vertex_defaults.REGION, "--region", help="With --expired: Vertex AI region."),
     api_endpoint: Optional[str] = typer.Option(None, "--api-endpoint", help="Vertex AI API host."),
 ) -> None:
     """Undeploy a Vertex AI deployment (and delete the model and endpoint it made), or every expired one."""

@@ -28,13 +28,14 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.core import layout
+from tasks.vertex import defaults
 from tasks.core.errors import DeploymentError, ParameterError
 from tasks.core.records import VertexDeployment
 from tasks.storage.uris import is_gs_uri, split_model_uri
 
 log = logging.getLogger("freezeflow.vertex")
 
-DEFAULT_SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+DEFAULT_SERVING_IMAGE = defaults.SERVING_IMAGE
 EXPIRES_LABEL = "freezeflow_expires_at"
 
 
@@ -46,13 +47,13 @@ class VertexParams(BaseModel):
     enabled: bool = Field(default=False, description="Deploy to Vertex AI after publishing (needs a gs:// destination).")
     project: Optional[str] = Field(default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
                                    description="Google Cloud project ID.")
-    region: str = Field(default="us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]+$", description="Vertex AI region.")
+    region: str = Field(default=defaults.REGION, pattern=r"^[a-z]+-[a-z]+[0-9]+$", description="Vertex AI region.")
     endpoint: Optional[str] = Field(
         default=None,
         description="Endpoint to deploy to: its ID, resource name or display name (reused, or created when no "
                     "endpoint has that display name). Default: display name 'freezeflow-MODEL'.",
     )
-    machine_type: str = Field(default="n1-standard-2", min_length=1, description="Machine type of the serving nodes.")
+    machine_type: str = Field(default=defaults.MACHINE_TYPE, min_length=1, description="Machine type of the serving nodes.")
     min_replica_count: int = Field(default=1, ge=1, le=100, description="Serving nodes kept up.")
     max_replica_count: int = Field(default=1, ge=1, le=100, description="Serving nodes at most (autoscaling).")
     serving_image: str = Field(default=DEFAULT_SERVING_IMAGE, min_length=1,

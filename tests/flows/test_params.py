@@ -98,3 +98,12 @@ def test_the_smoke_command_defaults_are_the_smoke_flow_s() -> None:
     flow = inspect.signature(smoke.fn).parameters
     cli = _cli_defaults("smoke")
     assert (cli["dest"], cli["epochs"]) == (flow["destination"].default, flow["epochs"].default)
+
+
+def test_the_deploy_command_defaults_are_the_vertex_parameters() -> None:
+    from tasks.vertex.deploy import VertexParams
+
+    params = VertexParams()
+    deploy, undeploy = _cli_defaults("deploy"), _cli_defaults("undeploy")
+    assert (deploy["region"], deploy["machine_type"]) == (params.region, params.machine_type)
+    assert undeploy["region"] == params.region
