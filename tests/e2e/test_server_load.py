@@ -2,7 +2,7 @@
 through the API by 20 concurrent clients (no client-side retry) while two ``freezeflow worker``
 processes run them. Every run reaches Completed, none is lost or run twice, and no request gets a 5xx.
 
-CI runs 40 runs per database; ``benchmarks/server_load.py`` runs the issue's 200 and records the figures
+CI runs 30 runs per database; ``benchmarks/server_load.py`` runs the issue's 200 and records the figures
 in docs/operations.md."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-RUNS, CLIENTS, WORKERS = 40, 20, 2
+RUNS, CLIENTS, WORKERS = 30, 20, 2
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,6 +28,7 @@ def load_stack(request: pytest.FixtureRequest) -> PrefectStack:
     return request.getfixturevalue("prefect_stack" if request.param == "sqlite" else "team_stack")
 
 
+@pytest.mark.timeout(1800)  # each run is a new Python process: minutes on a shared 2-core machine
 def test_concurrent_clients_and_two_workers_lose_no_run_and_get_no_5xx(load_stack: PrefectStack) -> None:
     stack = load_stack
     started: list[str] = []
