@@ -20,7 +20,6 @@ the regression tests over the crashing inputs kept in ``fuzz/crashes/``.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,17 +42,21 @@ class _Scratch:
     """A private folder holding the guide's checkpoint files, one of which each input replaces.
 
     The engine reads files by path, as it reads a user's checkpoint, so an input is written into
-    place rather than handed over in memory; the folder is made once per process.
+    place rather than handed over in memory; the folder is made, and the guide's files read, once per
+    process.
     """
 
     _folder: Path | None = None
+    _guide: dict[str, bytes] = {}
 
     @classmethod
     def folder(cls) -> Path:
         if cls._folder is None:
+            cls._guide = {name: (SEEDS / "guide" / name).read_bytes()
+                          for name in ("model.index", "model.meta", "model.data-00000-of-00001")}
             cls._folder = Path(tempfile.mkdtemp(prefix="freezeflow-fuzz-"))
-            for name in ("model.index", "model.meta", "model.data-00000-of-00001"):
-                shutil.copyfile(SEEDS / "guide" / name, cls._folder / name)
+            for name, data in cls._guide.items():
+                (cls._folder / name).write_bytes(data)
         return cls._folder
 
     @classmethod
@@ -62,7 +65,7 @@ class _Scratch:
         folder = cls.folder()
         for other in ("model.index", "model.meta"):
             if other != name:
-                shutil.copyfile(SEEDS / "guide" / other, folder / other)
+                (folder / other).write_bytes(cls._guide[other])
         (folder / name).write_bytes(data)
         return folder / "model"
 

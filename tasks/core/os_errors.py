@@ -26,13 +26,16 @@ _CAUSES: dict[int, tuple[str, str]] = {
     errno.EIO: ("an input/output error occurred on the device", "check the disk and run again"),
     errno.EXDEV: ("the source and target are on different file systems", "choose a target on the same one"),
 }
+_ABOUT_DEVICE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EMFILE, errno.ENFILE})
 _TRANSIENT = frozenset({errno.EAGAIN, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.EBUSY})
 
 
-def os_error_reason(exc: OSError) -> str:
-    """``cause; what to do`` for an OSError, one line, naming the file when the error carries it."""
+def os_error_reason(exc: OSError, said: str = "") -> str:
+    """``cause; what to do`` for an OSError, one line, naming the file the error carries unless ``said`` (what
+    the caller already says) names it."""
     cause, action = _CAUSES.get(exc.errno or -1, (exc.strerror or str(exc) or type(exc).__name__, ""))
-    where = f" ({exc.filename})" if exc.filename else ""
+    about_file = exc.errno not in _ABOUT_DEVICE  # a full disk is not the fault of the file being copied
+    where = f" ({exc.filename})" if about_file and exc.filename and str(exc.filename) not in said else ""
     text = f"{cause}{where}"
     return f"{text}; {action}" if action else text
 

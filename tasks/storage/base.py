@@ -9,6 +9,7 @@ and writes nothing. Both backends hold byte-identical layouts (see :mod:`tasks.c
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,6 +38,20 @@ def content_digest(files: list[PublishFile]) -> str:
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse_manifest(data: bytes | str, where: str) -> dict[str, Any]:
+    """A manifest's JSON object; anything else (not JSON, or JSON but not an object) is refused naming the file."""
+    from tasks.core.errors import BrokenManifestError
+
+    try:
+        manifest = json.loads(data)
+    except ValueError as exc:
+        raise BrokenManifestError(f"manifest {where} is not JSON ({exc}); remove that version") from exc
+    if not isinstance(manifest, dict):
+        raise BrokenManifestError(
+            f"manifest {where} holds a JSON {type(manifest).__name__}, not an object; remove that version")
+    return manifest
 
 
 class Destination(ABC):
@@ -86,12 +101,26 @@ class Destination(ABC):
         return []
 
     def find_published(self, model: str, digest: str) -> Optional[int]:
-        """The newest version of ``model`` whose content digest is ``digest``."""
+        """The newest version of ``model`` whose content digest is ``digest``.
+
+        A version with a broken manifest holds no content anyone can vouch for: it is passed over (and
+        logged), so it never blocks publishing the model again.
+        """
         for version in reversed(self.published_versions(model)):
-            manifest = self.read_manifest(model, version)
+            manifest = self.readable_manifest(model, version)
             if manifest and manifest.get("content_digest") == digest:
                 return version
         return None
+
+    def readable_manifest(self, model: str, version: int) -> Optional[dict[str, Any]]:
+        """``read_manifest``, with a broken manifest logged and taken as no manifest."""
+        from tasks.core.errors import BrokenManifestError
+
+        try:
+            return self.read_manifest(model, version)
+        except BrokenManifestError as exc:
+            logging.getLogger("freezeflow.destination").warning("skipping %s v%d: %s", model, version, exc)
+            return None
 
     def publish(self, model: str, files: list[PublishFile], manifest: dict[str, Any]) -> Publication:
         """Publish ``files`` as the next version of ``model``, or return the version that already holds them."""

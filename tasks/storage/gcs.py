@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
@@ -31,9 +32,9 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from tasks.core import layout
-from tasks.storage.base import Destination, PublishFile, manifest_bytes
+from tasks.storage.base import Destination, PublishFile, manifest_bytes, parse_manifest
 from tasks.core.errors import ParameterError, PermanentDestinationError, StaleArtifactError, TransientDestinationError
-from tasks.storage.gcs_errors import classify, reason
+from tasks.storage.gcs_errors import classify, reason, retryable
 from tasks.storage.gcs_progress import UploadCancelled, UploadProgress, UploadReader
 from tasks.storage.uris import is_gs_uri, split_gs_uri
 from tasks.core.records import FileDigest, Publication
@@ -90,6 +91,7 @@ class GCSDestination(Destination):
     max_workers: int = 8  # requests' connection pool holds 10 connections per host
     artifact_min_bytes: int = 64 * _MIB  # smaller uploads finish before a progress artifact would help
     timeout: tuple[float, float] = (10.0, 120.0)  # (connect, read) seconds per request
+    patience: float = 60.0  # seconds remote calls may go without an answer, retries included (--timeout)
 
     def __init__(
         self,
@@ -102,6 +104,7 @@ class GCSDestination(Destination):
         max_workers: Optional[int] = None,
         progress: Optional[bool] = None,
         artifact_min_bytes: Optional[int] = None,
+        patience: Optional[float] = None,
     ) -> None:
         self.bucket_name = check_bucket_name(bucket)
         self.prefix = check_object_path(prefix.strip("/"), "prefix") if prefix.strip("/") else ""
@@ -109,7 +112,9 @@ class GCSDestination(Destination):
         # The client's own retry (408, 429, 5xx, connection errors) with exponential backoff and jitter;
         # tests inject a short one.
         self.retry = retry if retry is not None else DEFAULT_RETRY
-        self._cleanup_retry = self.retry.with_timeout(min(self.retry.timeout or 30.0, 30.0))
+        self.patience = patience if patience is not None else remote_timeout()
+        self._clock = _Patience(self.patience)
+        self._bounded = threading.local()  # whether this thread's last call was bounded by the patience
         self.chunk_size = chunk_size or self.chunk_size
         if self.chunk_size % _CHUNK_QUANTUM:
             raise ParameterError(f"chunk_size {self.chunk_size} must be a multiple of 256 KiB ({_CHUNK_QUANTUM})")
@@ -166,11 +171,7 @@ class GCSDestination(Destination):
         data = self._download(name, f"reading {self.uri}/{model}/{version}/{layout.MANIFEST}")
         if data is None:
             return None
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise PermanentDestinationError(
-                f"manifest gs://{self.bucket_name}/{name} is not JSON ({exc}); remove that version") from exc
+        return parse_manifest(data, f"gs://{self.bucket_name}/{name}")
 
     def find_published(self, model: str, digest: str) -> Optional[int]:
         """One listing finds the candidates: each manifest carries its content digest as object metadata."""
@@ -179,7 +180,7 @@ class GCSDestination(Destination):
             hint = (manifests[version].metadata or {}).get(DIGEST_METADATA)
             if hint is not None and hint != digest:
                 continue
-            manifest = self.read_manifest(model, version)  # the manifest, not the hint, decides
+            manifest = self.readable_manifest(model, version)  # the manifest, not the hint, decides
             if manifest and manifest.get("content_digest") == digest:
                 return version
         return None
@@ -247,9 +248,11 @@ class GCSDestination(Destination):
                 # A small object goes up as one multipart request: the kind whose precondition the emulator
                 # enforces too (it ignores it on resumable uploads; field notes).
                 blob.upload_from_string(claim, content_type="application/json", if_generation_match=0,
-                                        retry=self.retry, timeout=self.timeout)
+                                        **self._call_options())
+                self._clock.answered()
                 return version
             except api_exceptions.PreconditionFailed:
+                self._clock.answered()
                 # A create retried after its response was lost gets 412 although it succeeded.
                 if self._download(blob.name, f"reading claim {version} of {model}") == claim:
                     return version
@@ -305,11 +308,10 @@ class GCSDestination(Destination):
         except FileNotFoundError as exc:
             raise StaleArtifactError(f"{item.source} is gone; run the stage that writes it again") from exc
         with handle:
-            reader = UploadReader(handle, index, progress, cancelled)
+            reader = _AnsweringReader(handle, index, progress, cancelled, self._clock)
             try:
                 blob.upload_from_file(reader, size=item.size, content_type="application/octet-stream",
-                                      if_generation_match=0, checksum="crc32c", retry=self.retry,
-                                      timeout=self.timeout)
+                                      if_generation_match=0, checksum="crc32c", **self._call_options())
             except api_exceptions.PreconditionFailed:
                 pass  # a create retried after its response was lost; _verify compares what is there
         # Checksums of the bytes as they were read for sending: one pass over a large file, not two.
@@ -344,7 +346,8 @@ class GCSDestination(Destination):
         blob.metadata = {DIGEST_METADATA: digest}
         try:
             blob.upload_from_string(data, content_type="application/json", if_generation_match=0,
-                                    retry=self.retry, timeout=self.timeout)
+                                    **self._call_options())
+            self._clock.answered()
         except api_exceptions.PreconditionFailed:
             if self._download(blob.name, f"reading back {self.version_uri(model, version)}/{layout.MANIFEST}") != data:
                 raise PermanentDestinationError(
@@ -355,7 +358,11 @@ class GCSDestination(Destination):
         """Best effort: take back what a failed publish uploaded. The claim stays, so the number is not reused."""
         base = self._key(model, str(version), "")
         uri = self.version_uri(model, version)
-        options = {"retry": self._cleanup_retry, "timeout": self.timeout}
+        if self._clock.remaining() <= 0:
+            logger.warning("left the unfinished version %s in place: no time left (--timeout); readers ignore it: "
+                           "it has no manifest", uri)
+            return
+        options = self._call_options(at_most=30.0)
         try:
             if manifest is not None:
                 blob = self.bucket.get_blob(base + layout.MANIFEST, **options)
@@ -379,8 +386,9 @@ class GCSDestination(Destination):
               match_glob: Optional[str] = None) -> tuple[list[storage.Blob], set[str]]:
         try:
             pages = self.client.list_blobs(self.bucket_name, prefix=prefix or None, delimiter=delimiter,
-                                           match_glob=match_glob, retry=self.retry, timeout=self.timeout)
+                                           match_glob=match_glob, **self._call_options())
             blobs = list(pages)
+            self._clock.answered()
             return blobs, set(pages.prefixes)
         except Exception as exc:
             raise self._error(exc, what, missing_bucket=True) from exc
@@ -388,11 +396,14 @@ class GCSDestination(Destination):
     def _download(self, name: str, what: str) -> Optional[bytes]:
         """An object's bytes, or None when it does not exist."""
         try:
-            return self.bucket.blob(name).download_as_bytes(retry=self.retry, timeout=self.timeout)
+            data = self.bucket.blob(name).download_as_bytes(**self._call_options())
         except api_exceptions.NotFound:
+            self._clock.answered()
             return None
         except Exception as exc:
             raise self._error(exc, what) from exc
+        self._clock.answered()
+        return data
 
     def _fetch_file(self, model: str, version: int, path: str, target: Path) -> None:
         name = self._key(layout.version_path(model, version), path)
@@ -402,7 +413,89 @@ class GCSDestination(Destination):
             raise self._error(exc, f"downloading {self.version_uri(model, version)}/{path}") from exc
 
     def _error(self, exc: BaseException, what: str, missing_bucket: bool = False) -> BaseException:
-        return classify(exc, what, self.bucket_name, missing_bucket)
+        # Out of time: the retries of a call that the patience bounded gave up, or nothing is left of it.
+        bounded = getattr(self._bounded, "value", False)
+        out_of_time = self.patience if (bounded and isinstance(exc, api_exceptions.RetryError)) or \
+            self._clock.remaining() <= 0 else None
+        return classify(exc, what, self.bucket_name, missing_bucket, host=self._host(), out_of_time=out_of_time,
+                        token_server=self._token_server())
+
+    def _call_options(self, at_most: Optional[float] = None) -> dict[str, Any]:
+        """``retry`` and ``timeout`` for one call: retries stop, and no request waits, past the time left.
+
+        Errors that retrying cannot fix (a host name that does not resolve, refused credentials) are
+        not retried at all.
+        """
+        left = max(self._clock.remaining(), 0.1)
+        if at_most is not None:
+            left = min(left, at_most)
+        base = self.retry
+        self._bounded.value = not base.timeout or left < base.timeout
+        retry = base.with_timeout(min(base.timeout, left) if base.timeout else left).with_predicate(
+            lambda exc: retryable(exc, base))
+        return {"retry": retry, "timeout": (min(self.timeout[0], left), min(self.timeout[1], left))}
+
+    def _token_server(self) -> Optional[str]:
+        """The host that exchanges the credentials for tokens (a service account's token_uri), if known."""
+        from urllib.parse import urlparse
+
+        uri = getattr(getattr(self._client, "_credentials", None), "_token_uri", None)
+        return urlparse(uri).hostname if isinstance(uri, str) else None
+
+    def _host(self) -> str:
+        """The host the client sends requests to (the emulator's when STORAGE_EMULATOR_HOST is set)."""
+        from urllib.parse import urlparse
+
+        base = os.environ.get("STORAGE_EMULATOR_HOST") or ""
+        if self._client is not None:
+            base = getattr(getattr(self._client, "_connection", None), "API_BASE_URL", "") or base
+        return urlparse(base if "://" in base else f"http://{base}").hostname or "storage.googleapis.com"
+
+
+def remote_timeout() -> float:
+    """Seconds a command's remote calls may go without an answer: ``FREEZEFLOW_TIMEOUT`` (set by ``--timeout``), else 60."""
+    text = os.environ.get("FREEZEFLOW_TIMEOUT", "")
+    try:
+        value = float(text) if text else GCSDestination.patience
+    except ValueError:
+        raise ParameterError(f"FREEZEFLOW_TIMEOUT={text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise ParameterError(f"FREEZEFLOW_TIMEOUT={text!r} must be a positive, finite number of seconds")
+    return value
+
+
+class _Patience:
+    """How long remote calls may still wait: ``seconds`` from the last answer (or the first call), shared by the
+    threads of one destination. A slow but moving upload keeps getting answers; a dead network does not."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._since: Optional[float] = None
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        with self._lock:
+            if self._since is None:
+                self._since = time.monotonic()
+            return self.seconds - (time.monotonic() - self._since)
+
+    def answered(self) -> None:
+        with self._lock:
+            self._since = time.monotonic()
+
+
+class _AnsweringReader(UploadReader):
+    """An upload's reader whose every read (the client sends what it reads) counts as the server keeping up."""
+
+    def __init__(self, handle: Any, index: int, progress: UploadProgress, cancelled: threading.Event,
+                 clock: _Patience) -> None:
+        super().__init__(handle, index, progress, cancelled)
+        self._clock = clock
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self._clock.answered()
+        return data
 
 
 def _file_checksums(item: PublishFile) -> tuple[str, str]:

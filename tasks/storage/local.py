@@ -13,19 +13,16 @@ from typing import Any, Optional
 from tasks.core import layout
 from tasks.core.digests import file_sha256
 from tasks.core.errors import ParameterError, PermanentDestinationError, TransientDestinationError
+from tasks.core.os_errors import is_transient, os_error_reason
 from tasks.core.records import FileDigest, Publication
-from tasks.storage.base import Destination, PublishFile, manifest_bytes, _sha
-
-
-_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.EBUSY}
+from tasks.storage.base import Destination, PublishFile, _sha, manifest_bytes, parse_manifest
 
 
 def _classify(exc: OSError, what: str) -> Exception:
-    if exc.errno in _TRANSIENT_ERRNOS:
-        return TransientDestinationError(f"{what}: {exc.strerror or exc}; retrying may help")
-    return PermanentDestinationError(
-        f"{what}: {exc.strerror or exc}; choose another destination (--dest) or fix its permissions"
-    )
+    """The destination error for an OS error, worded by its cause (a full disk is not a permission problem)."""
+    if is_transient(exc):
+        return TransientDestinationError(f"{what}: {os_error_reason(exc, what)}; retrying may help")
+    return PermanentDestinationError(f"{what}: {os_error_reason(exc, what)} (--dest)")
 
 
 class LocalDestination(Destination):
@@ -39,6 +36,9 @@ class LocalDestination(Destination):
             raise ParameterError(f"destination {text!r} has a '..' segment; pass the folder it means")
         self.root = Path(text).expanduser().resolve()
         self.uri = str(self.root)
+        if self.root.exists() and not self.root.is_dir():
+            # Checked here, when the destination is opened (before any stage runs), not at upload.
+            raise ParameterError(f"destination {text!r} is a file, not a folder; pass a folder to publish into")
 
     def version_uri(self, model: str, version: int) -> str:
         return str(self.root / layout.version_path(model, version))
@@ -58,11 +58,12 @@ class LocalDestination(Destination):
     def read_manifest(self, model: str, version: int) -> Optional[dict[str, Any]]:
         path = self.root / model / str(version) / layout.MANIFEST
         try:
-            return json.loads(path.read_text())
+            data = path.read_bytes()
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except ValueError as exc:
-            raise PermanentDestinationError(f"manifest {path} is not JSON ({exc}); remove that version") from exc
+        except OSError as exc:
+            raise _classify(exc, f"reading manifest {path}") from exc
+        return parse_manifest(data, str(path))
 
     def _publish_new(self, model: str, files: list[PublishFile], manifest: dict[str, Any]) -> Publication:
         model_dir = self.root / model
