@@ -25,7 +25,8 @@ class TrainingParams(BaseModel):
         description="package.module:function that builds and trains the model (see README, 'Bring your own model').",
     )
     epochs: int = Field(default=defaults.EPOCHS, ge=0, le=1_000_000, description="Training epochs (0 builds without training).")
-    learning_rate: float = Field(default=defaults.LEARNING_RATE, gt=0, le=10, description="Learning rate of the optimizer.")
+    learning_rate: float = Field(default=defaults.LEARNING_RATE, gt=0, le=10, allow_inf_nan=False,
+                                 description="Learning rate of the optimizer.")
     seed: int = Field(default=defaults.SEED, ge=0, description="Seed for the synthetic data and initialisation: same seed, same model.")
     options: dict[str, Any] = Field(default_factory=dict, description="Extra options handed to the entrypoint.")
 
@@ -49,7 +50,8 @@ class ValidationParams(BaseModel):
         min_length=1,
         description="Instances run through the checkpoint, the frozen graph and the SavedModel.",
     )
-    tolerance: float = Field(default=1e-5, ge=0, description="Largest absolute difference allowed between formats.")
+    tolerance: float = Field(default=1e-5, ge=0, allow_inf_nan=False,
+                             description="Largest absolute difference allowed between formats.")
 
 
 ModelName = Annotated[

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from freezeflow.cli.checks import DEFAULT_REMOTE_TIMEOUT, REMOTE_TIMEOUT_HELP, use_remote_timeout
 from freezeflow.cli.common import fail, prepare_environment
 
 app = typer.Typer()
@@ -56,17 +57,32 @@ def inspect(
 def list_versions(
     dest: str = typer.Argument("published", help="Local folder or gs://bucket/prefix."),
     model: Optional[str] = typer.Argument(None, help="One model; all models when left out."),
+    timeout: float = typer.Option(DEFAULT_REMOTE_TIMEOUT, "--timeout", help=REMOTE_TIMEOUT_HELP),
 ) -> None:
-    """List the complete (manifest written) versions at a destination."""
+    """List the complete (manifest written) versions at a destination.
+
+    A version whose manifest cannot be read is skipped with a note on stderr; the others are listed.
+    """
+    use_remote_timeout(timeout)
+    from tasks.core.errors import BrokenManifestError, FreezeflowError
+    from tasks.core.layout import check_model_name
     from tasks.storage.destinations import open_destination
-    from tasks.core.errors import FreezeflowError
 
     try:
+        if model is not None:
+            check_model_name(model)  # a name such as ../x would read outside DEST
         target = open_destination(dest)
+        root = getattr(target, "root", None)  # a local folder: an empty listing must not hide a typo
+        if root is not None and not root.is_dir():
+            fail(f"destination {root} does not exist; publish there first or check the path")
         models = [model] if model else target.models()
         for name in models:
             for version in target.published_versions(name):
-                manifest = target.read_manifest(name, version) or {}
+                try:
+                    manifest = target.read_manifest(name, version) or {}
+                except BrokenManifestError as exc:
+                    typer.echo(f"note: skipped {name} v{version}: {exc}", err=True)
+                    continue
                 typer.echo(f"{name}\t{version}\t{manifest.get('created_at', '')}\t{target.version_uri(name, version)}")
     except FreezeflowError as exc:
         fail(exc)

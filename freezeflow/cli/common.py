@@ -72,37 +72,52 @@ def api_ready(connection: Optional["Connection"]) -> None:
         fail(exc)
 
 
-def run_flow(flow: Any, *, api: Optional["Connection"] = None, **parameters: Any) -> dict[str, Any]:
-    """Run a flow; on failure exit 1 with the reason of the stage that failed.
+def run_flow(flow: Any, *, api: Optional["Connection"] = None, verbose: bool = False, command: str = "run",
+             **parameters: Any) -> dict[str, Any]:
+    """Run a flow; on failure exit 1 with the reason of the stage that failed, in one line.
 
+    Unless ``verbose``, what Prefect and TensorFlow print while the flow runs (tracebacks included) goes to a
+    log file under FREEZEFLOW_HOME/logs, named under the error line; the Prefect UI shows all of it either way.
     Ctrl-C or SIGTERM end the process within seconds with the flow run marked (see
     :mod:`freezeflow.cli.interrupts`), instead of waiting for stage threads.
     """
     from pydantic import ValidationError
 
     from freezeflow.cli.interrupts import RunGuard
+    from freezeflow.cli.quiet import keep_logging_to, log_path, stderr_to
 
+    log = None if verbose else log_path(command)
+    reason: Any = None
     with RunGuard() as guard:
         try:
             api_ready(api)
             require_api_access()
             hooked = flow.with_options(on_running=[*flow.on_running_hooks, guard.note_flow_run])
-            state = hooked(**parameters, return_state=True)
+            with stderr_to(log):
+                state = hooked(**parameters, return_state=True)
         except ValidationError as exc:
-            fail(pydantic_reason(exc))
+            reason = pydantic_reason(exc)
         except Exception as exc:  # Prefect raises parameter errors before any state exists
             if guard.interrupted:
                 guard.finish()
-            fail(exc)
+            reason = exc
         except BaseException:
             if guard.interrupted:
                 guard.finish()
             raise
-        if guard.interrupted:  # the signal landed as the flow returned: still stop as asked
+        if reason is None and guard.interrupted:  # the signal landed as the flow returned: still stop as asked
             guard.finish()
-    if not state.is_completed():
+    if reason is None and not state.is_completed():
         result = state.result(raise_on_failure=False)
-        fail(result if isinstance(result, BaseException) else state.message or state.name)
+        reason = result if isinstance(result, BaseException) else state.message or state.name
+    if log is not None:
+        keep_logging_to(log)
+    if reason is not None:
+        try:
+            fail(reason)
+        finally:
+            if log is not None:
+                typer.echo(f"  full log: {log}", err=True)
     return state.result()
 
 

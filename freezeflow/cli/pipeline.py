@@ -14,6 +14,15 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from flows import defaults
+from freezeflow.cli.checks import (
+    DEFAULT_REMOTE_TIMEOUT,
+    REMOTE_TIMEOUT_HELP,
+    VERBOSE_HELP,
+    check_checkpoint,
+    check_destination,
+    check_entrypoint,
+    use_remote_timeout,
+)
 from freezeflow.cli.common import connect_api, fail, prepare_environment, pydantic_reason, run_flow
 from tasks.core import layout, names
 
@@ -56,19 +65,27 @@ def run(
     seed: int = typer.Option(defaults.SEED, min=0, help="Seed for data and initialisation."),
     engine: str = typer.Option(defaults.FREEZE_ENGINE, help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
+    timeout: float = typer.Option(DEFAULT_REMOTE_TIMEOUT, "--timeout", help=REMOTE_TIMEOUT_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
     _one_of(checkpoint_format, _FORMATS, "--format")
     _engine(engine)  # refused before Prefect and TensorFlow are imported
     check_model_name(model_name)
-    prepare_environment()
-    api = connect_api()  # a new server starts while Prefect and TensorFlow import below
+    use_remote_timeout(timeout)
+    # What can be checked before Prefect and TensorFlow start is checked here, in a second.
     from flows.params import TrainingParams
-    from flows.publish import publish_model
 
     training = _params(TrainingParams, entrypoint=entrypoint, epochs=epochs, learning_rate=learning_rate, seed=seed)
-    summary = run_flow(publish_model, api=api, model_name=model_name, training=training, checkpoint_format=checkpoint_format,
-                       destination=dest, refresh_cache=no_cache, freeze_engine=engine)
+    check_entrypoint(entrypoint)
+    check_destination(dest, model_name)
+    prepare_environment()
+    api = connect_api()  # a new server starts while Prefect and TensorFlow import below
+    from flows.publish import publish_model
+
+    summary = run_flow(publish_model, api=api, verbose=verbose, command="run", model_name=model_name,
+                       training=training, checkpoint_format=checkpoint_format, destination=dest,
+                       refresh_cache=no_cache, freeze_engine=engine)
     print_summary(summary)
 
 
@@ -113,13 +130,14 @@ def convert(
         None, "--reference-input", help="JSON instance to validate with (repeatable); default 2.0, 4.0, 6.0."),
     engine: str = typer.Option(defaults.FREEZE_ENGINE, help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
+    timeout: float = typer.Option(DEFAULT_REMOTE_TIMEOUT, "--timeout", help=REMOTE_TIMEOUT_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ) -> None:
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
     _engine(engine)
     check_model_name(model_name)
-    prepare_environment()
-    api = connect_api()
-    from flows.convert import convert_checkpoint
+    use_remote_timeout(timeout)
+    # What can be checked before Prefect and TensorFlow start is checked here, in a second.
     from flows.params import ValidationParams
 
     validation = ValidationParams()
@@ -129,7 +147,15 @@ def convert(
         except ValueError as exc:
             raise typer.BadParameter(f"not JSON: {exc}", param_hint="--reference-input")
         validation = _params(ValidationParams, reference_inputs=values)
-    summary = run_flow(convert_checkpoint, api=api, checkpoint=str(checkpoint), output_nodes=list(output_node or []) or None,
-                       entrypoint=entrypoint, model_name=model_name, validation=validation, destination=dest,
-                       refresh_cache=no_cache, freeze_engine=engine)
+    check_checkpoint(checkpoint)
+    if entrypoint is not None:
+        check_entrypoint(entrypoint)
+    check_destination(dest, model_name)
+    prepare_environment()
+    api = connect_api()
+    from flows.convert import convert_checkpoint
+
+    summary = run_flow(convert_checkpoint, api=api, verbose=verbose, command="convert", checkpoint=str(checkpoint),
+                       output_nodes=list(output_node or []) or None, entrypoint=entrypoint, model_name=model_name,
+                       validation=validation, destination=dest, refresh_cache=no_cache, freeze_engine=engine)
     print_summary(summary)

@@ -121,6 +121,33 @@ def _split(entrypoint: str) -> tuple[str, str]:
     return module, function
 
 
+def locate_entrypoint(entrypoint: str) -> None:
+    """Check that an entrypoint is well formed and that its file or module exists, without running it.
+
+    Cheap enough to run before Prefect or TensorFlow start: a module is found (its parent packages are
+    imported, the module itself is not), a file is looked for.
+    """
+    module_name, _ = _split(entrypoint)
+    if module_name.endswith(".py"):
+        if not Path(module_name).is_file():
+            raise EntrypointError(f"entrypoint {entrypoint!r}: file {module_name} does not exist")
+        return
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as load_entrypoint does
+    parts = module_name.split(".")
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # not a package, or not a module path at all
+            found = False
+        if not found:
+            raise EntrypointError(
+                f"entrypoint {entrypoint!r} does not import: no module named {name!r}; check the module path and "
+                "that its folder is on PYTHONPATH"
+            )
+
+
 def load_entrypoint(entrypoint: str) -> Callable[[TrainContext], Any]:
     """Import the function an entrypoint names; the current folder is importable, as with ``python -m``."""
     module_name, function = _split(entrypoint)

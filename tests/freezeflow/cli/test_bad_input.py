@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from freezeflow.cli.app import app
+from tests.support.filesystems import fill, mounted_tmpfs
 
 
 # -- freeze ---------------------------------------------------------------------------------------------------
@@ -51,3 +53,58 @@ def test_freeze_of_an_empty_model_meta_says_so(guide_checkpoint: Path, tmp_path:
     assert result.stderr.splitlines() == [
         f"error: checkpoint graph {meta} is empty or not a MetaGraphDef: pass the prefix of a checkpoint written by "
         "tf.compat.v1.train.Saver"]
+
+
+# -- ls -------------------------------------------------------------------------------------------------------
+
+
+def _published(root: Path, model: str, version: int, manifest: object) -> None:
+    folder = root / model / str(version)
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_ls_lists_the_other_models_when_one_manifest_is_not_an_object(tmp_path: Path) -> None:
+    _published(tmp_path / "pub", "alpha", 1, {"created_at": "2026-12-01T00:00:00+00:00"})
+    _published(tmp_path / "pub", "broken", 1, [1, 2])
+    _published(tmp_path / "pub", "gamma", 1, {"created_at": "2026-12-02T00:00:00+00:00"})
+
+    result = CliRunner().invoke(app, ["ls", str(tmp_path / "pub")])
+
+    assert result.exit_code == 0, result.output
+    assert [line.split("\t")[:2] for line in result.stdout.splitlines()] == [["alpha", "1"], ["gamma", "1"]]
+    manifest = tmp_path / "pub" / "broken" / "1" / "manifest.json"
+    assert result.stderr.splitlines() == [
+        f"note: skipped broken v1: manifest {manifest} holds a JSON list, not an object; remove that version"]
+
+
+def test_ls_refuses_a_model_name_that_leaves_the_destination(tmp_path: Path) -> None:
+    _published(tmp_path / "outside", "x", 1, {"created_at": "2026-12-01T00:00:00+00:00"})
+    (tmp_path / "pub").mkdir()
+
+    result = CliRunner().invoke(app, ["ls", str(tmp_path / "pub"), "../outside"])
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: model_name '../outside' must be")
+
+
+def test_ls_of_a_destination_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["ls", str(tmp_path / "nowhere")])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: destination {tmp_path / 'nowhere'} does not exist; publish there first or check the path"]
+
+
+def test_freeze_onto_a_full_disk_says_the_disk_is_full(guide_checkpoint: Path, tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk") as disk:
+        fill(disk)
+        result = CliRunner().invoke(app, ["freeze", str(guide_checkpoint), "--output-node", "y", "-o",
+                                          str(disk / "frozen.pb")])
+
+        assert result.exit_code == 1
+        assert result.stderr.splitlines() == [
+            f"error: cannot write {disk / 'frozen.pb'}: the disk is full; free space on it or choose another location"]
+        assert [p.name for p in disk.iterdir()] == ["filler"]  # no partial file left
