@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Callable, Optional
 
 from tasks.core import workspace
 from tasks.core.cache_keys import stage_token
-from tasks.core.errors import EntrypointError, ParameterError
+from tasks.core.errors import EntrypointError, ParameterError, TrainingDiverged
 from tasks.core.records import Artifact, TrainedModel, VariableInfo
 from tasks.tf.entrypoints import (
     TrainContext,
@@ -55,6 +56,7 @@ def train_model(
     variables = model_variables(model)
     if not variables:
         raise EntrypointError(f"entrypoint {entrypoint!r} returned a model without variables; nothing to freeze")
+    require_finite(entrypoint, ctx.losses, {variable_name(v): v.numpy() for v in variables}, learning_rate)
     final = workspace.stage_dir("train", token)
     with workspace.building(final) as scratch:
         tf.train.Checkpoint(model=model).write(str(scratch / PREFIX))
@@ -72,3 +74,19 @@ def train_model(
         losses=tuple(ctx.losses),
         tensorflow_version=tf.__version__,
     )
+
+
+def require_finite(entrypoint: str, losses: list[float], values: dict[str, Any], learning_rate: float) -> None:
+    """A diverged training is the train stage's failure, not a puzzle for validation: every reported loss and
+    every variable must be a finite number."""
+    import numpy as np
+
+    advice = f"lower the learning rate (now {learning_rate:g}) or check the training data"
+    for epoch, loss in enumerate(losses):
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training with {entrypoint!r} diverged: the loss is {loss} at epoch {epoch + 1} "
+                                   f"of {len(losses)}; {advice}")
+    for name, value in values.items():
+        array = np.asarray(value)
+        if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+            raise TrainingDiverged(f"training with {entrypoint!r} left variable {name!r} holding nan or inf; {advice}")

@@ -121,6 +121,27 @@ def markdown_report(report_data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def finite_checks(outputs: dict[str, Any], reference_inputs: list) -> list[CheckResult]:
+    """One check per format whose numeric outputs hold nan or inf, naming the first reference input affected."""
+    import numpy as np
+
+    names = {"checkpoint": "checkpoint", "frozen_graph": "frozen graph", "saved_model": "SavedModel"}
+    checks = []
+    for source, out in outputs.items():
+        if out.dtype.kind not in "fc" or np.all(np.isfinite(out)):
+            continue
+        bad = ~np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1) if out.ndim else np.array([True])
+        first = int(np.argmax(bad))
+        at = reference_inputs[first] if out.ndim and first < len(reference_inputs) else reference_inputs
+        checks.append(CheckResult(
+            name=f"{source} outputs are finite", passed=False,
+            detail=f"the {names.get(source, source)} gives {out.reshape(-1)[~np.isfinite(out.reshape(-1))][0]} for "
+                   f"{int(bad.sum())} of {len(bad)} reference inputs (first: {at!r}); the model itself is broken "
+                   "(did training diverge?)",
+        ))
+    return checks
+
+
 def validate_model(
     checkpoint: Checkpoint,
     frozen: FrozenGraph,
@@ -142,12 +163,16 @@ def validate_model(
         "frozen_graph": np.asarray(predict_frozen(frozen, batch)),
         "saved_model": np.asarray(predict_saved_model(exported, batch)),
     }
-    checks = contract_checks(exported, frozen, checkpoint.interface)
+    # A nan or inf answer is a broken model, whatever the formats agree on: said first, and comparing is moot.
+    finite = finite_checks(outputs, reference_inputs)
+    checks = [*finite, *contract_checks(exported, frozen, checkpoint.interface)]
     reference = outputs["checkpoint"]
+    compared = ("frozen_graph", "saved_model") if all(c.passed for c in finite) else ()
     # The guide's last step: the SavedModel behind TF Serving's REST contract gives the same answers.
-    checks.append(serving_check(exported, reference_inputs, reference.tolist(), tolerance))
+    if compared:
+        checks.append(serving_check(exported, reference_inputs, reference.tolist(), tolerance))
     max_diff = 0.0
-    for source in ("frozen_graph", "saved_model"):
+    for source in compared:
         out = outputs[source]
         comparison = compare(out, reference, rtol=0.0, atol=tolerance)
         max_diff = max(max_diff, comparison.max_abs_difference)
