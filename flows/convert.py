@@ -57,9 +57,10 @@ def convert_checkpoint(
     summary = convert_stages(
         clock, record, model_name=model_name, output_nodes=output_nodes, signature=signature,
         validation=validation, destination=destination, refresh=refresh_cache, freeze_engine=freeze_engine,
-        parameters=parameters_record(checkpoint=checkpoint, output_nodes=output_nodes, entrypoint=entrypoint,
-                                     model_name=model_name, signature=signature, validation=validation,
-                                     destination=destination, freeze_engine=freeze_engine),
+        parameters=parameters_record(checkpoint=checkpoint, checkpoint_digest=record.artifact.digest,
+                                     output_nodes=output_nodes, entrypoint=entrypoint, model_name=model_name,
+                                     signature=signature, validation=validation, destination=destination,
+                                     freeze_engine=freeze_engine),
     )
     publish_report(summary)
     return summary

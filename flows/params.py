@@ -70,5 +70,26 @@ FreezeEngine = Annotated[
 
 
 def parameters_record(**values: Any) -> dict[str, Any]:
-    """The parameters as plain JSON, for the manifest."""
-    return {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v) for k, v in values.items()}
+    """The parameters as plain JSON, for the manifest, which travels with the model (into a bucket, to others).
+
+    Nothing of the publishing machine's file system goes in: a local path (the checkpoint, the destination,
+    an entrypoint file) is recorded by its last part only; gs:// URIs and module entrypoints as given. What
+    identifies the content is in the manifest's digests.
+    """
+    record = {k: (v.model_dump(mode="json") if isinstance(v, BaseModel) else v) for k, v in values.items()}
+    for key in ("checkpoint", "destination"):
+        if isinstance(record.get(key), str):
+            record[key] = without_local_path(record[key])
+    for holder in (record, record.get("training")):
+        if isinstance(holder, dict) and isinstance(holder.get("entrypoint"), str):
+            module, sep, function = holder["entrypoint"].rpartition(":")
+            if module.endswith(".py"):
+                holder["entrypoint"] = f"{without_local_path(module)}{sep}{function}"
+    return record
+
+
+def without_local_path(value: str) -> str:
+    """A URI as given; a local path by its last part (``/home/you/ckpt/model`` -> ``model``)."""
+    from pathlib import PurePath
+
+    return value if "://" in value else PurePath(value).name
