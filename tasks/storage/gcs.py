@@ -408,9 +408,10 @@ class GCSDestination(Destination):
     def _fetch_file(self, model: str, version: int, path: str, target: Path) -> None:
         name = self._key(layout.version_path(model, version), path)
         try:
-            self.bucket.blob(name).download_to_filename(str(target), retry=self.retry, timeout=self.timeout)
+            self.bucket.blob(name).download_to_filename(str(target), **self._call_options())
         except Exception as exc:
             raise self._error(exc, f"downloading {self.version_uri(model, version)}/{path}") from exc
+        self._clock.answered()
 
     def _error(self, exc: BaseException, what: str, missing_bucket: bool = False) -> BaseException:
         # Out of time: the retries of a call that the patience bounded gave up, or nothing is left of it.
