@@ -108,3 +108,14 @@ def test_freeze_onto_a_full_disk_says_the_disk_is_full(guide_checkpoint: Path, t
         assert result.stderr.splitlines() == [
             f"error: cannot write {disk / 'frozen.pb'}: the disk is full; free space on it or choose another location"]
         assert [p.name for p in disk.iterdir()] == ["filler"]  # no partial file left
+
+
+def test_describing_a_checkpoint_refuses_an_output_node_that_is_a_variable(guide_checkpoint: Path) -> None:
+    """convert describes the checkpoint before any stage runs: a variable as output stops it there."""
+    from tasks.core.errors import OutputNodeError
+    from tasks.tf.checkpoints import describe_checkpoint
+
+    with pytest.raises(OutputNodeError) as failure:
+        describe_checkpoint(guide_checkpoint, output_nodes=["m"])
+    assert str(failure.value) == ("output node 'm' is a variable (VarHandleOp), so its value does not depend on the "
+                                  "inputs; name the node that computes the output (candidates: y)")
