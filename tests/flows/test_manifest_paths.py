@@ -25,7 +25,7 @@ def test_convert_records_no_absolute_local_path(guide_checkpoint: Path, tmp_path
     assert str(tmp_path) not in text
     parameters = json.loads(text)["parameters"]
     assert parameters["checkpoint"] == "model" and parameters["destination"] == "published"
-    assert parameters["checkpoint_digest"] == summary["checkpoint"]["artifact"]["digest"]
+    assert parameters["checkpoint_digest"] == summary.checkpoint.artifact.digest
 
 
 def test_uris_and_module_entrypoints_are_kept_as_given_and_file_entrypoints_lose_their_folder() -> None:
