@@ -84,11 +84,12 @@ def run_flow(flow: Any, *, api: Optional["Connection"] = None, verbose: bool = F
     from pydantic import ValidationError
 
     from freezeflow.cli.interrupts import RunGuard
-    from freezeflow.cli.quiet import keep_logging_to, log_path, stderr_to
+    from freezeflow.cli.quiet import keep_logging_to, log_path, stderr_to, terminal_say
 
     log = None if verbose else log_path(command)
     reason: Any = None
-    with RunGuard() as guard:
+    # An interruption is reported to the user even while stderr goes to the log (a deadline thread may say it).
+    with RunGuard(**({"say": terminal_say()} if log is not None else {})) as guard:
         try:
             api_ready(api)
             require_api_access()

@@ -16,7 +16,7 @@ import sys
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 
 _NO_LOCK = nullcontext()
@@ -47,6 +47,18 @@ def stderr_to(path: Optional[Path]) -> Iterator[Optional[Path]]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(target)
+
+
+def terminal_say() -> Callable[[str], None]:
+    """A ``say`` that writes one line to this process's standard error as it is now, even after ``stderr_to``
+    has pointed descriptor 2 elsewhere."""
+    terminal = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+
+    def say(line: str) -> None:
+        terminal.write(line + "\n")
+        terminal.flush()
+
+    return say
 
 
 def keep_logging_to(path: Path) -> None:

@@ -55,7 +55,9 @@ class Run:
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
         environment.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO), **env})
-        self.process = subprocess.Popen([sys.executable, "-m", "freezeflow", "run", *args], cwd=cwd, env=environment,
+        # --verbose: the test follows Prefect's progress lines, which a plain run keeps in its log file.
+        self.process = subprocess.Popen([sys.executable, "-m", "freezeflow", "run", "--verbose", *args], cwd=cwd,
+                                        env=environment,
                                         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self.lines: "queue.Queue[Optional[str]]" = queue.Queue()
