@@ -83,3 +83,23 @@ def test_timeout_must_be_a_positive_number_of_seconds(tmp_path: Path) -> None:
 
     assert outcome.code != 0
     assert "--timeout" in outcome.stderr
+
+
+def test_a_publish_to_a_server_that_never_answers_gives_up_at_the_patience_and_is_not_retried(
+        tmp_path: Path, silent_server: SilentServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upload stage retries only transient errors: running out of --timeout is permanent, or Prefect's
+    retries would wait the whole time again, three more times."""
+    import hashlib
+
+    from tasks.core.errors import PermanentDestinationError
+    from tasks.storage.base import PublishFile
+    from tasks.storage.gcs import GCSDestination
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", silent_server.url)
+    (tmp_path / "frozen_graph.pb").write_bytes(b"graph")
+    files = [PublishFile(source=tmp_path / "frozen_graph.pb", name="frozen_graph.pb",
+                         sha256=hashlib.sha256(b"graph").hexdigest(), size=5)]
+
+    with pytest.raises(PermanentDestinationError) as failure:
+        GCSDestination.from_uri("gs://freezeflow-offline/models", patience=2).publish("m", files, {})
+    assert "no answer from 127.0.0.1 within 2 s" in str(failure.value)
