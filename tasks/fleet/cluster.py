@@ -90,4 +90,5 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 def local_cluster_kwargs(workers: Optional[int]) -> dict[str, Any]:
     """A local cluster of ``workers`` processes (default: one per core), one conversion each at a time."""
     count = workers or os.cpu_count() or 1
-    return {"n_workers": count, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    # ":0": a free port for the dashboard, so two batches on one machine do not fight over 8787
+    return {"n_workers": count, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
