@@ -33,6 +33,8 @@ def convert_checkpoint(
     destination: DestinationURI = defaults.DESTINATION,
     refresh_cache: bool = False,
     freeze_engine: FreezeEngine = defaults.FREEZE_ENGINE,
+    sanitise: bool = True,
+    fold_batch_norm: bool = False,
 ) -> RunSummary:
     """Convert the checkpoint at ``checkpoint`` (a prefix, or a folder with a ``checkpoint`` file).
 
@@ -45,10 +47,12 @@ def convert_checkpoint(
         entrypoint: For a TF2 checkpoint, package.module:function that builds its model.
         model_name: Name of the model at the destination (DEST/MODEL/VERSION).
         signature: Input and output keys of the SavedModel's serving_default signature.
-        validation: Reference inputs and the tolerance the three formats must agree within.
+        validation: Reference inputs (inline, a file, or generated) and the rtol/atol the formats must agree within.
         destination: A local folder or gs://bucket/prefix.
         refresh_cache: Run every stage even if a cached result exists.
         freeze_engine: TF1 freezing: stream (freezeflow's engine) or tf (TensorFlow's).
+        sanitise: Rewrite a TF1 training graph for inference (learning phase, batch norm, dropout, optimiser).
+        fold_batch_norm: Fold inference batch norms into the preceding convolution or matmul of the frozen graph.
     """
     layout.check_model_name(model_name)
     open_destination(destination)  # a malformed destination fails before any work, not at upload
@@ -57,10 +61,12 @@ def convert_checkpoint(
     summary = convert_stages(
         clock, record, model_name=model_name, output_nodes=output_nodes, signature=signature,
         validation=validation, destination=destination, refresh=refresh_cache, freeze_engine=freeze_engine,
+        sanitise_graph=sanitise, fold_batch_norm=fold_batch_norm,
         parameters=parameters_record(checkpoint=checkpoint, checkpoint_digest=record.artifact.digest,
                                      output_nodes=output_nodes, entrypoint=entrypoint, model_name=model_name,
                                      signature=signature, validation=validation, destination=destination,
-                                     freeze_engine=freeze_engine),
+                                     freeze_engine=freeze_engine, sanitise=sanitise,
+                                     fold_batch_norm=fold_batch_norm),
     )
     publish_report(summary)
     return summary

@@ -22,5 +22,9 @@ EPOCHS = 200
 LEARNING_RATE = 0.05
 SEED = 0
 
+# publish_model validates the guide's model at the guide's points; convert_checkpoint (and any other
+# model) on a batch generated from the input signature.
+GUIDE_REFERENCE_INPUTS = (2.0, 4.0, 6.0)
+
 SMOKE_DESTINATION = "published-smoke"
 SMOKE_EPOCHS = 150  # the guide's answers need about 100

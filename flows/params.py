@@ -6,13 +6,15 @@ reads too. Neither Prefect nor TensorFlow is imported here.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import warnings
+from typing import Annotated, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flows import defaults
 from tasks.core import names
 from tasks.core.layout import MODEL_NAME_PATTERN
+from tasks.core.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 
 
 class TrainingParams(BaseModel):
@@ -41,17 +43,43 @@ class SignatureParams(BaseModel):
 
 
 class ValidationParams(BaseModel):
-    """What the three formats are compared on."""
+    """What the three formats are compared on, and how closely they must agree."""
 
     model_config = ConfigDict(extra="forbid")
 
-    reference_inputs: list[Any] = Field(
-        default_factory=lambda: [2.0, 4.0, 6.0],
+    reference_inputs: Optional[list[Any]] = Field(
+        default=None,
         min_length=1,
-        description="Instances run through the checkpoint, the frozen graph and the SavedModel.",
+        description="Instances run through the checkpoint, the frozen graph and the SavedModel; "
+        "leave empty to use reference_inputs_file or inputs generated from the input signature.",
     )
-    tolerance: float = Field(default=1e-5, ge=0, allow_inf_nan=False,
-                             description="Largest absolute difference allowed between formats.")
+    reference_inputs_file: Optional[str] = Field(
+        default=None,
+        description="A .npy or .npz (one array per signature input) or JSON file holding the reference batch.",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the generated reference inputs (used when none are given).")
+    batch_size: int = Field(default=2, ge=1, le=1024, description="Instances in a generated reference batch.")
+    rtol: float = Field(default=DEFAULT_RTOL, ge=0, le=1, allow_inf_nan=False,
+                        description="Relative tolerance: elements pass when |a - b| <= atol + rtol * |b|.")
+    atol: float = Field(default=DEFAULT_ATOL, ge=0, allow_inf_nan=False, description="Absolute tolerance (see rtol).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerance_is_atol(cls, data: Any) -> Any:
+        """``tolerance`` (one absolute tolerance, before rtol/atol) is still read, as ``atol``."""
+        if isinstance(data, dict) and "tolerance" in data:
+            data = dict(data)
+            tolerance = data.pop("tolerance")
+            warnings.warn("ValidationParams.tolerance is deprecated: use atol (and rtol)", DeprecationWarning,
+                          stacklevel=2)
+            data.setdefault("atol", tolerance)
+        return data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ValidationParams":
+        if self.reference_inputs is not None and self.reference_inputs_file is not None:
+            raise ValueError("give reference_inputs or reference_inputs_file, not both")
+        return self
 
 
 ModelName = Annotated[

@@ -34,10 +34,11 @@ def publish_model(
     training: TrainingParams = TrainingParams(),
     checkpoint_format: CheckpointFormat = defaults.CHECKPOINT_FORMAT,
     signature: SignatureParams = SignatureParams(),
-    validation: ValidationParams = ValidationParams(),
+    validation: ValidationParams = ValidationParams(reference_inputs=list(defaults.GUIDE_REFERENCE_INPUTS)),
     destination: DestinationURI = defaults.DESTINATION,
     refresh_cache: bool = False,
     freeze_engine: FreezeEngine = defaults.FREEZE_ENGINE,
+    fold_batch_norm: bool = False,
     vertex: VertexParams = VertexParams(),
 ) -> RunSummary:
     """Run the whole pipeline; a second run with the same parameters is served from the cache.
@@ -47,10 +48,11 @@ def publish_model(
         training: How the model is built and trained (entrypoint, epochs, learning rate, seed, options).
         checkpoint_format: tf1 (the guide's Saver files) or tf2 (object-based).
         signature: Input and output keys of the SavedModel's serving_default signature.
-        validation: Reference inputs and the tolerance the three formats must agree within.
+        validation: Reference inputs (inline, a file, or generated) and the rtol/atol the formats must agree within.
         destination: A local folder or gs://bucket/prefix.
         refresh_cache: Run every stage even if a cached result exists.
         freeze_engine: TF1 freezing: stream (freezeflow's engine) or tf (TensorFlow's).
+        fold_batch_norm: Fold inference batch norms into the preceding convolution or matmul of the frozen graph.
         vertex: Optional Vertex AI deployment of the published gs:// version.
     """
     layout.check_model_name(model_name)
@@ -66,9 +68,11 @@ def publish_model(
     summary = convert_stages(
         clock, record, model_name=model_name, output_nodes=None, signature=signature, validation=validation,
         destination=destination, refresh=refresh_cache, freeze_engine=freeze_engine,
+        sanitise_graph=False,  # the checkpoint stage writes the serving function's graph: nothing to sanitise
+        fold_batch_norm=fold_batch_norm,
         parameters=parameters_record(model_name=model_name, training=training, checkpoint_format=checkpoint_format,
                                      signature=signature, validation=validation, destination=destination,
-                                     freeze_engine=freeze_engine),
+                                     freeze_engine=freeze_engine, fold_batch_norm=fold_batch_norm),
     )
     summary = summary.model_copy(update={"losses": tuple(trained.losses)})
     if vertex.enabled:

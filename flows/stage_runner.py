@@ -13,7 +13,9 @@ from tasks.core import layout, workspace
 from tasks.core.records import Checkpoint, RunSummary, StageRun
 from tasks.core.report import run_markdown
 from tasks.stages.export import export
+from tasks.core.reference_inputs import describe_reference
 from tasks.stages.freeze import freeze
+from tasks.stages.sanitise import sanitise
 from tasks.stages.upload import upload
 from tasks.stages.validate import validate
 
@@ -51,15 +53,22 @@ def convert_stages(
     refresh: bool = False,
     freeze_engine: str = "stream",
     side_by_side: bool = True,
+    sanitise_graph: bool = True,
+    fold_batch_norm: bool = False,
 ) -> RunSummary:
-    """freeze ∥ export → validate → upload; returns the run summary.
+    """(sanitise →) freeze ∥ export → validate → upload; returns the run summary.
 
     ``side_by_side=False`` runs freeze then export inline, in the calling thread: for a conversion that
     is itself one task on a Dask worker, where submitting would hand the stages back to the cluster
     and park the worker's thread waiting on them.
     """
     assert checkpoint.interface is not None
-    freeze_args = (checkpoint, list(output_nodes or []), freeze_engine)
+    # A reference file that is missing or of the wrong kind fails here, before any stage runs.
+    reference = describe_reference(validation.reference_inputs, validation.reference_inputs_file,
+                                   validation.seed, validation.batch_size)
+    if sanitise_graph and checkpoint.format == "tf1":
+        checkpoint = clock.run("sanitise", persisted(sanitise, refresh), checkpoint, list(output_nodes or []))
+    freeze_args = (checkpoint, list(output_nodes or []), freeze_engine, fold_batch_norm)
     export_args = (checkpoint, signature.input_key, signature.output_key)
     if side_by_side:
         started = time.monotonic()
@@ -73,7 +82,7 @@ def convert_stages(
         frozen = clock.run("freeze", persisted(freeze, refresh), *freeze_args)
         exported = clock.run("export", persisted(export, refresh), *export_args)
     report = clock.run("validate", persisted(validate, refresh), checkpoint, frozen, exported,
-                       validation.reference_inputs, validation.tolerance,
+                       reference, validation.rtol, validation.atol,
                        report_key=layout.artifact_key(model_name, "validation"))
     publication = clock.run("upload", persisted(upload, refresh), destination, model_name, checkpoint.interface,
                             frozen, exported, report, parameters)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
@@ -29,9 +30,36 @@ def prepare_environment() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TF1 API deprecation chatter
 
 
+MAX_ERROR_LINE = 300
+# A local path (absolute, ~/ or ./) or a gs:// URI, as error messages name files.
+_PATH = re.compile(r"(?:gs://|~/|\./|/)[^\s'\",;()]+")
+
+
+def one_line(message: Any, limit: int = MAX_ERROR_LINE) -> str:
+    """``message`` on one line of at most ``limit`` characters (longer paths aside). When it must be
+    cut, the files and URIs it names that the cut would lose are kept after an ellipsis: the user
+    still learns where to look."""
+    text = " ".join(str(message).split())
+    if len(text) <= limit:
+        return text
+    paths = list(dict.fromkeys(match.group(0).rstrip(".:") for match in _PATH.finditer(text)))
+    kept_paths: list[str] = []
+    for path in paths:
+        suffix = f" … (see {'; '.join([*kept_paths, path])})"
+        room = limit - len(suffix)
+        if text.find(path) + len(path) > room:  # the cut head would not show it whole
+            kept_paths.append(path)
+    suffix = f" … (see {'; '.join(kept_paths)})" if kept_paths else " …"
+    room = max(limit - len(suffix), 40)
+    head = text[:room]
+    if " " in head[room // 2:]:
+        head = head[: head.rfind(" ")]  # cut between words
+    return head.rstrip(" ,;:") + suffix
+
+
 def fail(message: Any) -> NoReturn:
-    """Exit 1 with a one-line reason on stderr."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    """Exit 1 with a one-line reason on stderr, at most MAX_ERROR_LINE characters plus the files it names."""
+    typer.echo(one_line(f"error: {message}"), err=True)
     raise typer.Exit(code=1)
 
 

@@ -32,6 +32,11 @@ if TYPE_CHECKING:
 app = typer.Typer()
 _FORMATS = names.choices(names.CheckpointFormat)
 _ENGINES = names.choices(names.FreezeEngine)
+REFERENCE_FILE_HELP = ("Reference batch to validate with: .npy, .npz (one array per signature input) or JSON; "
+                       "default: generated from the input signature with a fixed seed.")
+RTOL_HELP = "Relative tolerance between formats: |a - b| <= atol + rtol * |b| (default 1e-4)."
+ATOL_HELP = "Absolute tolerance between formats (default 1e-5)."
+FOLD_HELP = "Fold batch norms into the preceding convolution or matmul weights of the frozen graph."
 
 
 def print_summary(summary: "RunSummary") -> None:
@@ -44,12 +49,21 @@ def print_summary(summary: "RunSummary") -> None:
     typer.echo(f"  SavedModel:   {pub.uri} (tag {summary.saved_model.tag}, signature {summary.saved_model.signature_key})")
     report = summary.validation
     inputs = report.reference_inputs
-    at = 6.0 if 6.0 in inputs else inputs[-1]
-    i = inputs.index(at)
     labels = {"checkpoint": "checkpoint", "frozen_graph": "frozen graph", "saved_model": "SavedModel"}
-    cells = ", ".join(f"{labels[p.source]} {p.outputs[i]:.6g}" if isinstance(p.outputs[i], (int, float))
-                      else f"{labels[p.source]} {p.outputs[i]}" for p in report.predictions)
-    typer.echo(f"  prediction at x={json.dumps(at)}: {cells}")
+    if inputs and all(not isinstance(p.outputs[0], list) for p in report.predictions):
+        # The guide's kind of model, scalars in and out: one prediction per format.
+        at = 6.0 if 6.0 in inputs else inputs[-1]
+        i = inputs.index(at)
+        cells = ", ".join(f"{labels[p.source]} {p.outputs[i]:.6g}" if isinstance(p.outputs[i], (int, float))
+                          else f"{labels[p.source]} {p.outputs[i]}" for p in report.predictions)
+        typer.echo(f"  prediction at x={json.dumps(at)}: {cells}")
+    else:
+        reference = report.reference
+        where = {"file": f"the batch in {reference.file}", "generated": f"a generated batch (seed {reference.seed})"}
+        typer.echo(f"  validated on {where.get(reference.source, 'the reference inputs')}: largest difference "
+                   f"{report.max_abs_difference:.3g} (rtol {report.rtol:g}, atol {report.atol:g})")
+    for rewrite in report.rewrites:
+        typer.echo(f"  rewrite: {rewrite}")
     typer.echo("  stages: " + ", ".join(f"{s.name} {s.state}" for s in summary.stages))
 
 
@@ -67,6 +81,10 @@ def run(
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
     timeout: float = typer.Option(DEFAULT_REMOTE_TIMEOUT, "--timeout", help=REMOTE_TIMEOUT_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    reference_inputs: Optional[Path] = typer.Option(None, "--reference-inputs", help=REFERENCE_FILE_HELP),
+    rtol: Optional[float] = typer.Option(None, "--rtol", min=0, help=RTOL_HELP),
+    atol: Optional[float] = typer.Option(None, "--atol", min=0, help=ATOL_HELP),
+    fold_batch_norm: bool = typer.Option(False, "--fold-batch-norm", help=FOLD_HELP),
 ) -> None:
     """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
     _one_of(checkpoint_format, _FORMATS, "--format")
@@ -77,6 +95,10 @@ def run(
     from flows.params import TrainingParams
 
     training = _params(TrainingParams, entrypoint=entrypoint, epochs=epochs, learning_rate=learning_rate, seed=seed)
+    # The guide's model is checked at the guide's points; any other model on a batch generated from its signature.
+    guide_points = ([json.dumps(x) for x in defaults.GUIDE_REFERENCE_INPUTS]
+                    if entrypoint == defaults.ENTRYPOINT and reference_inputs is None else None)
+    validation = _validation(guide_points, reference_inputs, rtol, atol)
     check_entrypoint(entrypoint)
     check_destination(dest, model_name)
     prepare_environment()
@@ -84,9 +106,36 @@ def run(
     from flows.publish import publish_model
 
     summary = run_flow(publish_model, api=api, verbose=verbose, command="run", model_name=model_name,
-                       training=training, checkpoint_format=checkpoint_format, destination=dest,
-                       refresh_cache=no_cache, freeze_engine=engine)
+                       training=training, checkpoint_format=checkpoint_format, validation=validation,
+                       destination=dest, refresh_cache=no_cache, freeze_engine=engine,
+                       fold_batch_norm=fold_batch_norm)
     print_summary(summary)
+
+
+def _validation(instances: Optional[list[str]], file: Optional[Path], rtol: Optional[float],
+                atol: Optional[float]) -> Any:
+    """ValidationParams from the command line; a bad value fails with the option's name."""
+    from flows.params import ValidationParams
+
+    values: dict[str, Any] = {}
+    if instances:
+        try:
+            values["reference_inputs"] = [json.loads(v) for v in instances]
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--reference-input")
+    if file is not None:
+        if instances:
+            fail("give --reference-input values or a --reference-inputs file, not both")
+        if file.suffix.lower() not in (".npy", ".npz", ".json"):
+            fail(f"--reference-inputs {file}: expected a .npy, .npz or .json file")
+        if not file.is_file():
+            fail(f"--reference-inputs {file.resolve()} does not exist")
+        values["reference_inputs_file"] = str(file.resolve())
+    if rtol is not None:
+        values["rtol"] = rtol
+    if atol is not None:
+        values["atol"] = atol
+    return _params(ValidationParams, **values)
 
 
 def _one_of(value: str, allowed: tuple[str, ...], hint: str) -> str:
@@ -127,26 +176,25 @@ def convert(
     dest: str = typer.Option(defaults.DESTINATION, "--dest", help="Local folder or gs://bucket/prefix to publish to."),
     model_name: str = typer.Option(defaults.CONVERTED_MODEL_NAME, "--model-name", help="Name of the model at the destination."),
     reference_input: Optional[list[str]] = typer.Option(
-        None, "--reference-input", help="JSON instance to validate with (repeatable); default 2.0, 4.0, 6.0."),
+        None, "--reference-input", help="JSON instance to validate with (repeatable); see also --reference-inputs."),
+    reference_inputs: Optional[Path] = typer.Option(None, "--reference-inputs", help=REFERENCE_FILE_HELP),
+    rtol: Optional[float] = typer.Option(None, "--rtol", min=0, help=RTOL_HELP),
+    atol: Optional[float] = typer.Option(None, "--atol", min=0, help=ATOL_HELP),
     engine: str = typer.Option(defaults.FREEZE_ENGINE, help="TF1 freezing: stream (no TF runtime, flat memory) or tf."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run every stage even if a cached result exists."),
     timeout: float = typer.Option(DEFAULT_REMOTE_TIMEOUT, "--timeout", help=REMOTE_TIMEOUT_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
+    no_sanitise: bool = typer.Option(False, "--no-sanitise",
+                                     help="Keep a TF1 training graph as it is (no learning-phase, batch-norm, dropout "
+                                          "or optimiser rewrites)."),
+    fold_batch_norm: bool = typer.Option(False, "--fold-batch-norm", help=FOLD_HELP),
 ) -> None:
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
     _engine(engine)
     check_model_name(model_name)
     use_remote_timeout(timeout)
     # What can be checked before Prefect and TensorFlow start is checked here, in a second.
-    from flows.params import ValidationParams
-
-    validation = ValidationParams()
-    if reference_input:
-        try:
-            values = [json.loads(v) for v in reference_input]
-        except ValueError as exc:
-            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--reference-input")
-        validation = _params(ValidationParams, reference_inputs=values)
+    validation = _validation(reference_input, reference_inputs, rtol, atol)
     check_checkpoint(checkpoint)
     if entrypoint is not None:
         check_entrypoint(entrypoint)
@@ -157,5 +205,6 @@ def convert(
 
     summary = run_flow(convert_checkpoint, api=api, verbose=verbose, command="convert", checkpoint=str(checkpoint),
                        output_nodes=list(output_node or []) or None, entrypoint=entrypoint, model_name=model_name,
-                       validation=validation, destination=dest, refresh_cache=no_cache, freeze_engine=engine)
+                       validation=validation, destination=dest, refresh_cache=no_cache, freeze_engine=engine,
+                       sanitise=not no_sanitise, fold_batch_norm=fold_batch_norm)
     print_summary(summary)

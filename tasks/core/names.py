@@ -18,6 +18,10 @@ FreezeEngine = Literal["stream", "tf"]
 ModelFormat = Literal["checkpoint", "frozen_graph", "saved_model"]
 """The three forms of one model that validation runs side by side."""
 
+ReferenceSource = Literal["inline", "file", "generated"]
+"""Where validation's reference batch comes from: instances given inline, a .npy/.npz/.json file, or
+generated from the input signature with a seed."""
+
 PROTOBUF_LIMIT = 2**31 - 1
 """A serialized protobuf message (a GraphDef) may not exceed 2 GiB - 1 bytes."""
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.core.digests import combined_digest, file_sha256
 from tasks.core.errors import StaleArtifactError
 from tasks.core.layout import FROZEN_GRAPH, SERVING_TAG, SIGNATURE_KEY
-from tasks.core.names import CheckpointFormat, ModelFormat
+from tasks.core.names import CheckpointFormat, ModelFormat, ReferenceSource
 
 
 class Record(BaseModel):
@@ -115,6 +115,9 @@ class Checkpoint(Record):
         default=None, description="Known when the checkpoint was written by freezeflow or derived from the graph."
     )
     variables: tuple[VariableInfo, ...] = ()
+    rewrites: tuple[str, ...] = Field(
+        default=(), description="What the training-graph sanitiser changed in the .meta graph, one line each."
+    )
 
     @property
     def prefix_path(self) -> Path:
@@ -130,6 +133,7 @@ class FrozenGraph(Record):
     output_nodes: tuple[str, ...]
     engine: str = Field(description="Which conversion froze it.")
     node_count: int
+    rewrites: tuple[str, ...] = Field(default=(), description="Rewrites of the frozen graph (batch norms folded).")
 
     @property
     def graph_path(self) -> Path:
@@ -157,14 +161,56 @@ class CheckResult(Record):
     detail: str
 
 
+class ReferenceInputs(Record):
+    """The batch validation runs: inline instances, a file (named with its content digest, so a cache
+    key changes with its bytes), or generated from the input signature with a seed."""
+
+    source: ReferenceSource
+    values: Optional[list] = None
+    file: Optional[str] = Field(default=None, description="Absolute path of a .npy, .npz or .json file.")
+    file_sha256: Optional[str] = None
+    seed: int = 0
+    batch_size: int = Field(default=2, ge=1)
+
+    @property
+    def description(self) -> str:
+        if self.source == "inline":
+            return f"{len(self.values or [])} instance(s) given inline"
+        if self.source == "file":
+            return f"file {self.file}"
+        return f"generated from the input signature (seed {self.seed}, batch {self.batch_size})"
+
+
+class Comparison(Record):
+    """One format against a reference format, element by element: |a - b| <= atol + rtol * |b|."""
+
+    format: ModelFormat
+    reference: ModelFormat
+    passed: bool
+    detail: str = Field(description="One line: the largest differences, where, and the tolerance.")
+    elements: int
+    mismatched: int = Field(description="Elements past the tolerance (all of them when shapes differ).")
+    max_abs_difference: Optional[float] = None
+    max_abs_index: Optional[list[int]] = None
+    max_rel_difference: Optional[float] = None
+    max_rel_index: Optional[list[int]] = None
+    worst_index: Optional[list[int]] = Field(default=None, description="The element furthest past its tolerance.")
+    worst_value: Optional[float] = None
+    reference_value: Optional[float] = None
+
+
 class ValidationReport(Record):
     passed: bool
-    tolerance: float
-    reference_inputs: list
+    rtol: float
+    atol: float
+    reference: ReferenceInputs
+    reference_inputs: list = Field(description="The instances, when given inline; the full batch is in arrays.npz.")
     predictions: tuple[Prediction, ...]
     max_abs_difference: float
+    comparisons: tuple[Comparison, ...] = ()
+    rewrites: tuple[str, ...] = Field(default=(), description="Graph rewrites before freezing and export.")
     checks: tuple[CheckResult, ...]
-    artifact: Artifact = Field(description="report.json and report.md.")
+    artifact: Artifact = Field(description="report.json, report.md and arrays.npz (inputs and every format's outputs).")
 
 
 class Publication(Record):

@@ -322,14 +322,18 @@ def free_loopback_port() -> int:
         return probe.getsockname()[1]
 
 
-def serving_check(exported: ExportedModel, reference_inputs: list, expected: list, tolerance: float) -> CheckResult:
+def serving_check(exported: ExportedModel, reference_inputs: list, expected: list, *, rtol: float,
+                  atol: float) -> CheckResult:
     """Serve ``exported`` on a free loopback port, send the guide's request form, compare with ``expected``.
 
     The request is ``{"instances": [{INPUT_KEY: v}, …]}`` (plus ``signature_name`` when the signature is
     not ``serving_default``), what the guide sends to its deployed model. Every failure, from loading to
-    a wrong answer, comes back as a failed check with the reason, so validation can collect it.
+    a wrong answer, comes back as a failed check with the reason, so validation can collect it. Answers
+    are held to ``|served - expected| <= atol + rtol * |expected|``.
     """
-    from tasks.core.tolerance import compare
+    import numpy as np
+
+    from tasks.core.tolerance import describe, measure
     from tasks.serving.predict import predict_instances
 
     name = "serving"
@@ -350,18 +354,9 @@ def serving_check(exported: ExportedModel, reference_inputs: list, expected: lis
                                             max_attempts=1, timeout=60)
         except Exception as exc:
             return CheckResult(name=name, passed=False, detail=f"POST {server.model_url}:predict failed: {exc}")
-    comparison = compare(predictions, expected, rtol=0.0, atol=tolerance)
-    if not comparison.same_shape:
-        return CheckResult(name=name, passed=False, detail=f"served predictions have shape "
-                           f"{list(comparison.got_shape)}, expected {list(comparison.expected_shape)}")
-    passed = comparison.passed
-    return CheckResult(name=name, passed=passed, detail=(
-        f"REST predict gave {_few(predictions)}" + ("" if passed else f", expected {_few(expected)}")
-        + f"; max |difference| {comparison.max_abs_difference:.3g} ({comparison.tolerance_text()})"))
-
-
-def _few(values: list) -> str:
-    return str(values if len(values) <= 6 else values[:6] + ["…"])
+    result = measure(np.asarray(predictions), np.asarray(expected), rtol, atol)
+    return CheckResult(name=name, passed=result["passed"],
+                       detail="REST predict: " + describe(result, "served SavedModel", "checkpoint"))
 
 
 def _load_failure(exc: Exception, repository: Optional[ModelRepository]) -> str:

@@ -18,5 +18,6 @@ from tasks.tf.freezing import write_frozen_graph
     persist_result=True,
     cache_result_in_memory=False,
 )
-def freeze(checkpoint: Checkpoint, output_nodes: list[str], engine: FreezeEngine = "stream") -> FrozenGraph:
-    return write_frozen_graph(checkpoint, output_nodes, engine=engine)
+def freeze(checkpoint: Checkpoint, output_nodes: list[str], engine: FreezeEngine = "stream",
+           fold_batch_norm: bool = False) -> FrozenGraph:
+    return write_frozen_graph(checkpoint, output_nodes, engine=engine, fold_batch_norm=fold_batch_norm)

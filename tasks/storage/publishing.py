@@ -43,8 +43,16 @@ def build_manifest(
                          "nodes": frozen.node_count},
         "validation": {
             "passed": report.passed,
-            "tolerance": report.tolerance,
+            "rtol": report.rtol,
+            "atol": report.atol,
+            "reference": report.reference.description,
             "max_abs_difference": report.max_abs_difference,
+            "comparisons": [
+                {"format": c.format, "reference": c.reference, "passed": c.passed,
+                 "max_abs_difference": c.max_abs_difference, "max_rel_difference": c.max_rel_difference}
+                for c in report.comparisons
+            ],
+            "rewrites": list(report.rewrites),
             "reference_inputs": report.reference_inputs,
             "predictions": {p.source: p.outputs for p in report.predictions},
         },

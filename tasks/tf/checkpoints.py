@@ -187,7 +187,7 @@ def tf1_interface(meta_path: Path, output_nodes: list[str]) -> ModelInterface:
     if not output_nodes:
         raise name_the_output(meta_path, meta)
     reader.check_output_nodes(meta, output_nodes, f"the graph of {meta_path}")
-    placeholders = reader.input_candidates(meta)
+    placeholders = serving_inputs(meta, reader.input_candidates(meta), output_nodes)
     if len(placeholders) != 1:
         raise CheckpointError(
             f"the graph of {meta_path} has {len(placeholders)} inputs ({', '.join(placeholders) or 'none'}); "
@@ -248,3 +248,21 @@ def check_complete(checkpoint: Checkpoint) -> None:
     missing = needed - files
     if missing:
         raise CheckpointError(f"checkpoint {checkpoint.prefix_path} was written without {sorted(missing)}")
+
+
+def serving_inputs(meta: Any, candidates: list[str], output_nodes: list[str]) -> list[str]:
+    """Of the graph's likely inputs, those the outputs read, leaving out a training graph's
+    learning-phase switch (the sanitiser folds it) and placeholders only the training side reads
+    (labels, for instance)."""
+    from tasks.freeze_engine.sanitise import is_learning_phase
+
+    nodes = {node.name: node for node in meta.graph_def.node}
+    reached: set[str] = set()
+    stack = [name.split(":")[0] for name in output_nodes]
+    while stack:
+        name = stack.pop()
+        if name in reached or name not in nodes:
+            continue
+        reached.add(name)
+        stack.extend(inp.split(":")[0].lstrip("^") for inp in nodes[name].input)
+    return [name for name in candidates if name in reached and not is_learning_phase(nodes[name])]

@@ -104,14 +104,19 @@ def write_frozen_graph(
     *,
     max_bytes: int = PROTOBUF_LIMIT,
     engine: FreezeEngine = "stream",
+    fold_batch_norm: bool = False,
 ) -> FrozenGraph:
-    """Freeze ``checkpoint`` into ``frozen_graph.pb`` in the workspace and return its record."""
+    """Freeze ``checkpoint`` into ``frozen_graph.pb`` in the workspace and return its record; with
+    ``fold_batch_norm``, inference batch norms are then folded into the weights before them."""
     if engine not in ENGINE_NAMES:
         raise ParameterError(f"freeze engine {engine!r} is not one of {', '.join(ENGINE_NAMES)}")
     checkpoint.artifact.verify()
     nodes = list(output_nodes or [])
-    token = stage_token("freeze", __name__,
-                        {"checkpoint": checkpoint, "outputs": nodes, "max": max_bytes, "engine": engine})
+    params = {"checkpoint": checkpoint, "outputs": nodes, "max": max_bytes, "engine": engine}
+    if fold_batch_norm:  # only then, so that the keys of existing outputs stay as they were
+        params["fold_batch_norm"] = True
+    token = stage_token("freeze", __name__, params)
+    folds: list[str] = []
     final = workspace.stage_dir("freeze", token)
     if checkpoint.format == "tf1":
         if not nodes:
@@ -123,16 +128,18 @@ def write_frozen_graph(
             assert checkpoint.interface is not None, "describe_checkpoint fills in a TF1 checkpoint's interface"
             with workspace.building(final) as scratch:
                 stats = stream_freeze(checkpoint.prefix_path, nodes, scratch / FROZEN_GRAPH, max_bytes=max_bytes)
+                node_count = stats.node_count
+                if fold_batch_norm:
+                    folds, node_count = fold_file(scratch / FROZEN_GRAPH, nodes)
             input_node, input_dtype = checkpoint.interface.input.name, checkpoint.interface.input.dtype
-            node_count = stats.node_count
         else:
             graph_def, input_node = _freeze_tf1(checkpoint, nodes, max_bytes)
-            input_dtype, node_count = _write(graph_def, input_node, final)
+            input_dtype, node_count, folds = _write(graph_def, input_node, final, nodes if fold_batch_norm else None)
         engine_name = ENGINE_NAMES[engine]
     else:
         graph_def, input_node, output_tensor = _freeze_tf2(checkpoint, nodes, max_bytes)
         nodes = nodes or [output_tensor.split(":")[0]]
-        input_dtype, node_count = _write(graph_def, input_node, final)
+        input_dtype, node_count, folds = _write(graph_def, input_node, final, nodes if fold_batch_norm else None)
         engine_name = "tensorflow-v2"
     frozen = FrozenGraph(
         artifact=Artifact.of(final, [FROZEN_GRAPH]),
@@ -142,19 +149,39 @@ def write_frozen_graph(
         output_nodes=tuple(n.split(":")[0] for n in nodes),
         engine=engine_name,
         node_count=node_count,
+        rewrites=tuple(folds),
     )
     check_frozen(frozen)
     return frozen
 
 
-def _write(graph_def: Any, input_node: str, final: Path) -> tuple[str, int]:
-    """Write a GraphDef built in memory (TensorFlow's conversions); returns the input's dtype and node count."""
+def fold_file(path: Path, outputs: Sequence[str]) -> tuple[list[str], int]:
+    """Fold batch norms into the weights before them in the GraphDef at ``path`` (rewritten in place;
+    the graph is held in memory for this); returns one line per fold and the node count."""
+    from tasks.freeze_engine import protos
+    from tasks.freeze_engine.fold_batch_norm import fold_batch_norms
+
+    graph_def = protos.graph_pb2.GraphDef.FromString(path.read_bytes())
+    folds = fold_batch_norms(graph_def, [n.split(":")[0] for n in outputs])
+    if folds:
+        path.write_bytes(graph_def.SerializeToString(deterministic=True))
+    return folds, len(graph_def.node)
+
+
+def _write(graph_def: Any, input_node: str, final: Path,
+           fold_outputs: Optional[Sequence[str]] = None) -> tuple[str, int, list[str]]:
+    """Write a GraphDef built in memory (TensorFlow's conversions), folding batch norms when
+    ``fold_outputs`` are given; returns the input's dtype, the node count and the folds."""
     input_dtype = next(
         (_dtype_name(n.attr["dtype"].type) for n in graph_def.node if n.name == input_node), "float32"
     )
+    folds: list[str] = []
+    count = len(graph_def.node)
     with workspace.building(final) as scratch:
         (scratch / FROZEN_GRAPH).write_bytes(graph_def.SerializeToString())
-    return input_dtype, len(graph_def.node)
+        if fold_outputs is not None:
+            folds, count = fold_file(scratch / FROZEN_GRAPH, fold_outputs)
+    return input_dtype, count, folds
 
 
 def _dtype_name(enum_value: int) -> str:

@@ -19,29 +19,37 @@ def run(**params: Any) -> tuple[Any, dict[str, str]]:
     """Run the flow; return its final state and each task run's final state name, read back through the API."""
     state = convert_checkpoint(return_state=True, **params)
     # A completed run has all its task runs; a failed one as many as started before the failure.
-    expected = 4 if state.is_completed() else 0  # freeze, export, validate, upload
+    expected = 5 if state.is_completed() else 0  # sanitise, freeze, export, validate, upload
     return state, final_task_states(state.state_details.flow_run_id, expected)
 
 
 def test_guides_tf1_files_convert_as_they_are(guide_checkpoint: Path, tmp_path: Path) -> None:
-    state, tasks = run(checkpoint=str(guide_checkpoint.parent), output_nodes=["y"], destination=str(tmp_path / "d"))
+    from flows.params import ValidationParams
+
+    state, tasks = run(checkpoint=str(guide_checkpoint.parent), output_nodes=["y"], destination=str(tmp_path / "d"),
+                       validation=ValidationParams(reference_inputs=[2.0, 4.0, 6.0]))
     assert state.is_completed(), state.message
     summary = state.result()
     assert summary.checkpoint.format == "tf1"
     assert {p.source: p.outputs for p in summary.validation.predictions} == {
         "checkpoint": [2.0, 3.0, 4.0], "frozen_graph": [2.0, 3.0, 4.0], "saved_model": [2.0, 3.0, 4.0]}
     assert (tmp_path / "d" / "model" / "1" / "frozen_graph.pb").is_file()
-    assert set(tasks) == {"freeze", "export", "validate", "upload"}
+    assert set(tasks) == {"sanitise", "freeze", "export", "validate", "upload"}
+    assert summary.checkpoint.rewrites == ()  # an inference graph: nothing to rewrite
 
 
 def test_changed_checkpoint_bytes_rerun_from_freeze_on(guide_checkpoint: Path, tmp_path: Path) -> None:
-    params = dict(checkpoint=str(guide_checkpoint), output_nodes=["y"], destination=str(tmp_path / "d"))
+    from flows.params import ValidationParams
+
+    params = dict(checkpoint=str(guide_checkpoint), output_nodes=["y"], destination=str(tmp_path / "d"),
+                  validation=ValidationParams(reference_inputs=[2.0, 4.0, 6.0]))
     run(**params)
     _, tasks = run(**params)
     assert set(tasks.values()) == {"Cached"}
     write_guide_checkpoint(guide_checkpoint.parent, m=2.0, b=0.0)  # same path, new bytes
     state, tasks = run(**params)
-    assert tasks == {"freeze": "Completed", "export": "Completed", "validate": "Completed", "upload": "Completed"}
+    assert tasks == {"sanitise": "Completed", "freeze": "Completed", "export": "Completed", "validate": "Completed",
+                     "upload": "Completed"}
     assert state.result().validation.predictions[1].outputs == [4.0, 8.0, 12.0]
     assert state.result().publication.version == 2
 
@@ -54,7 +62,10 @@ def test_tf2_checkpoint_converts_with_its_entrypoint(tmp_path: Path) -> None:
     checkpoint = write_checkpoint(trained, "tf2")
     folder = tmp_path / "tf2-ckpt"
     shutil.copytree(checkpoint.artifact.path(), folder)
-    state, _ = run(checkpoint=str(folder), entrypoint="tasks.tf.entrypoints:linear_model", destination=str(tmp_path / "d"))
+    from flows.params import ValidationParams
+
+    state, _ = run(checkpoint=str(folder), entrypoint="tasks.tf.entrypoints:linear_model", destination=str(tmp_path / "d"),
+                   validation=ValidationParams(reference_inputs=[2.0, 4.0, 6.0]))
     assert state.is_completed(), state.message
     assert state.result().checkpoint.format == "tf2"
     assert state.result().validation.predictions[2].outputs == pytest.approx([2.0, 3.0, 4.0], abs=1e-4)

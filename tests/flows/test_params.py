@@ -19,6 +19,7 @@ from flows.params import (
 )
 from tasks.core.errors import ParameterError
 from tasks.core.layout import check_model_name
+from tasks.core.tolerance import DEFAULT_ATOL, DEFAULT_RTOL
 
 
 @pytest.mark.parametrize("name", ["linear", "a", "m0.v-1_x", "9" * 63])
@@ -53,10 +54,10 @@ def test_training_defaults_are_the_shared_constants_and_bounds_hold() -> None:
 
 
 def test_validation_needs_a_reference_input_and_a_tolerance_of_zero_or_more() -> None:
-    assert ValidationParams().reference_inputs == [2.0, 4.0, 6.0]
+    assert ValidationParams().reference_inputs is None  # none given: a batch generated from the signature
     with pytest.raises(ValidationError):
         ValidationParams(reference_inputs=[])
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError), pytest.warns(DeprecationWarning):
         ValidationParams(tolerance=-1e-9)
 
 
@@ -107,3 +108,25 @@ def test_the_deploy_command_defaults_are_the_vertex_parameters() -> None:
     deploy, undeploy = _cli_defaults("deploy"), _cli_defaults("undeploy")
     assert (deploy["region"], deploy["machine_type"]) == (params.region, params.machine_type)
     assert undeploy["region"] == params.region
+def test_defaults_are_the_measured_tolerances_and_generated_inputs() -> None:
+    params = ValidationParams()
+    assert (params.rtol, params.atol) == (DEFAULT_RTOL, DEFAULT_ATOL) == (1e-4, 1e-5)
+    assert params.reference_inputs is None and params.reference_inputs_file is None
+
+
+def test_the_old_single_tolerance_is_read_as_atol_with_a_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="tolerance is deprecated: use atol"):
+        params = ValidationParams.model_validate({"tolerance": 1e-3, "reference_inputs": [1.0]})
+    assert params.atol == 1e-3 and params.rtol == DEFAULT_RTOL
+    with pytest.warns(DeprecationWarning):
+        assert ValidationParams(tolerance=1e-3, atol=1e-6).atol == 1e-6  # an explicit atol wins
+
+
+def test_inline_inputs_and_a_file_together_are_refused() -> None:
+    with pytest.raises(ValidationError, match="give reference_inputs or reference_inputs_file, not both"):
+        ValidationParams(reference_inputs=[1.0], reference_inputs_file="batch.npy")
+
+
+def test_negative_tolerances_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        ValidationParams(rtol=-1e-4)

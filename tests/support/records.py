@@ -11,6 +11,7 @@ from tasks.core.records import (
     ExportedModel,
     FileDigest,
     FrozenGraph,
+    ReferenceInputs,
     ModelInterface,
     Prediction,
     Publication,
@@ -44,6 +45,7 @@ def run_summary(
     interface = ModelInterface(input=TensorSpec(name="x", dtype="float32", shape=(None,)),
                                output=TensorSpec(name="y", dtype="float32", shape=(None,)))
     outputs = predictions or GUIDE_OUTPUTS
+    inline = reference_inputs or [2.0, 4.0, 6.0]
     published = _artifact(uri, "saved_model.pb", "variables/variables.index", "frozen_graph.pb")
     return RunSummary(
         model_name=model_name,
@@ -57,7 +59,8 @@ def run_summary(
         saved_model=ExportedModel(artifact=_artifact("/w/export/1", "saved_model.pb"), input_key="inputs",
                                   output_key="outputs", signature_key=signature_key),
         validation=ValidationReport(
-            passed=True, tolerance=1e-5, reference_inputs=reference_inputs or [2.0, 4.0, 6.0],
+            passed=True, rtol=1e-4, atol=1e-5, reference=ReferenceInputs(source="inline", values=inline),
+            reference_inputs=inline,
             predictions=tuple(Prediction(source=s, outputs=o) for s, o in outputs.items()),
             max_abs_difference=0.0, checks=(CheckResult(name="serving", passed=True, detail="ok"),),
             artifact=_artifact("/w/validate", "report.json", "report.md"),

@@ -11,7 +11,8 @@ def test_the_report_lists_stages_files_and_every_format_s_answers() -> None:
     assert markdown.startswith("# linear v1\n\nPublished to `/tmp/published/linear/1`\n")
     assert "| train | Cached | 0.25 |\n| checkpoint | Completed | 0.50 |" in markdown
     assert "| variables/variables.index | 2.0 KiB | `1111111111111111…` |" in markdown
-    assert "Validation: passed, largest difference 0 (tolerance 1e-05)" in markdown
+    assert ("Validation: passed, largest difference 0 (rtol 0.0001, atol 1e-05), "
+            "on 3 instance(s) given inline") in markdown
     assert ("| input | checkpoint | frozen_graph | saved_model |\n|---|---|---|---|\n"
             "| 2.0 | 2.0 | 2.0 | 2.0 |\n| 4.0 | 3.0 | 3.0 | 3.0 |\n| 6.0 | 4.0 | 4.0 | 4.0 |\n") in markdown
     assert "Training" not in markdown  # a converted checkpoint has no losses

@@ -254,23 +254,24 @@ def test_sixty_four_concurrent_clients_all_get_their_own_answers(server: Any) ->
 def test_serving_check_passes_with_the_checkpoint_outputs(exports: dict[str, ExportedModel]) -> None:
     from tasks.serving.server import serving_check
 
-    result = serving_check(exports["guide"], list(GUIDE), list(GUIDE.values()), tolerance=1e-6)
+    result = serving_check(exports["guide"], list(GUIDE), list(GUIDE.values()), rtol=0.0, atol=1e-6)
     assert result.name == "serving" and result.passed, result.detail
-    assert "[2.0, 3.0, 4.0]" in result.detail
+    assert "served SavedModel matches checkpoint: max |difference| 0," in result.detail
 
 
 def test_serving_check_fails_with_the_reason_when_answers_differ(exports: dict[str, ExportedModel]) -> None:
     from tasks.serving.server import serving_check
 
-    result = serving_check(exports["double"], list(GUIDE), list(GUIDE.values()), tolerance=1e-3)
+    result = serving_check(exports["double"], list(GUIDE), list(GUIDE.values()), rtol=1e-4, atol=1e-3)
     assert not result.passed
-    assert "gave [4.0, 8.0, 12.0], expected [2.0, 3.0, 4.0]" in result.detail and "|difference| 8 " in result.detail
+    assert "served SavedModel differs from checkpoint by 8 at [2] (worst element [2]: 12 vs 4;" in result.detail
+    assert "3 of 3 elements past rtol 0.0001, atol 0.001" in result.detail
 
 
 def test_serving_check_fails_on_inputs_the_signature_refuses(exports: dict[str, ExportedModel]) -> None:
     from tasks.serving.server import serving_check
 
-    result = serving_check(exports["guide"], ["two"], [2.0], tolerance=1e-3)
+    result = serving_check(exports["guide"], ["two"], [2.0], rtol=0.0, atol=1e-3)
     assert not result.passed and "answered 400" in result.detail and "float32 takes numbers" in result.detail
 
 
@@ -282,7 +283,7 @@ def test_serving_check_fails_when_the_savedmodel_does_not_load(exports: dict[str
     shutil.copytree(exports["guide"].artifact.path(), folder)
     (folder / "variables" / "variables.index").write_bytes(b"truncated")
     broken = exports["guide"].model_copy(update={"artifact": Artifact.of(folder)})
-    result = serving_check(broken, [2.0], [2.0], tolerance=1e-3)
+    result = serving_check(broken, [2.0], [2.0], rtol=0.0, atol=1e-3)
     assert not result.passed and result.detail.startswith("the SavedModel does not load for serving")
 
 

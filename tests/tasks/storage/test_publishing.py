@@ -14,7 +14,7 @@ from tasks.tf.validation import validate_model
 
 def test_manifest_records_digests_signature_validation_and_parameters(guide_records: dict, tmp_path: Path) -> None:
     checkpoint, frozen, exported = guide_records["checkpoint"], guide_records["frozen"], guide_records["exported"]
-    report = validate_model(checkpoint, frozen, exported, [2.0, 4.0, 6.0], 1e-6)
+    report = validate_model(checkpoint, frozen, exported, [2.0, 4.0, 6.0], rtol=0.0, atol=1e-6)
     publication = upload_model(str(tmp_path / "d"), "guide", checkpoint.interface, frozen, exported, report,
                                {"destination": "d"}, flow_run_id="run-1")
     manifest = json.loads((Path(publication.uri) / "manifest.json").read_text())
@@ -31,7 +31,7 @@ def test_manifest_records_digests_signature_validation_and_parameters(guide_reco
 
 def test_a_failed_validation_is_never_published(guide_records: dict, tmp_path: Path) -> None:
     checkpoint, frozen, exported = guide_records["checkpoint"], guide_records["frozen"], guide_records["exported"]
-    report = validate_model(checkpoint, frozen, exported, [2.0, 4.0, 6.0], 1e-6)
+    report = validate_model(checkpoint, frozen, exported, [2.0, 4.0, 6.0], rtol=0.0, atol=1e-6)
     failed = report.model_copy(update={"passed": False, "checks": report.checks[:-1] + (
         report.checks[-1].model_copy(update={"passed": False}),)})
     with pytest.raises(ValidationFailed):

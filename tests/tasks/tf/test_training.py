@@ -53,7 +53,8 @@ def test_keras_and_tf_module_entrypoints_go_through_every_stage(entrypoint: str,
     trained = train_model(entrypoint, epochs=10, learning_rate=0.1, seed=0)
     assert len(trained.losses) == 10
     checkpoint = write_checkpoint(trained, fmt)
-    report = validate_model(checkpoint, write_frozen_graph(checkpoint), export_saved_model(checkpoint), refs, 1e-5)
+    report = validate_model(checkpoint, write_frozen_graph(checkpoint), export_saved_model(checkpoint), refs,
+                            rtol=0.0, atol=1e-5)
     require_passed(report)
     assert len(report.predictions[0].outputs) == len(refs)
 
