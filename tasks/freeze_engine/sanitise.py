@@ -494,13 +494,7 @@ def _prune_restore(graph: _Graph, restore: Message, consumers: Mapping[str, list
         else:
             for node in chain:
                 graph.nodes.pop(node.name, None)
-    old_names = list(names.attr["value"].tensor.string_val)
-    old_slices = list(slices.attr["value"].tensor.string_val)
-    _set_strings(names, [old_names[p] for p in keep])
-    _set_strings(slices, [old_slices[p] for p in keep])
-    dtypes = list(restore.attr["dtypes"].list.type)
-    del restore.attr["dtypes"].list.type[:]
-    restore.attr["dtypes"].list.type.extend(dtypes[p] for p in keep)
+    _keep_entries(restore, names, slices, keep)
     if "_output_shapes" in restore.attr:
         del restore.attr["_output_shapes"]
     renumber = {old: new for new, old in enumerate(keep)}
@@ -514,6 +508,17 @@ def _prune_restore(graph: _Graph, restore: Message, consumers: Mapping[str, list
     _drop_dangling_controls(graph)
 
 
+def _keep_entries(op: Message, names: Message, slices: Message, keep: list[int]) -> None:
+    """Keep only the ``keep`` positions of a SaveV2/RestoreV2's tensor names, slice specs and dtypes."""
+    old_names = list(names.attr["value"].tensor.string_val)
+    old_slices = list(slices.attr["value"].tensor.string_val)
+    _set_strings(names, [old_names[j] for j in keep])
+    _set_strings(slices, [old_slices[j] for j in keep])
+    dtypes = list(op.attr["dtypes"].list.type)
+    del op.attr["dtypes"].list.type[:]
+    op.attr["dtypes"].list.type.extend(dtypes[j] for j in keep)
+
+
 def _prune_save(graph: _Graph, save: Message, variables: set[str]) -> None:
     names, slices = _string_const(graph, save.input[1]), _string_const(graph, save.input[2])
     if names is None or slices is None:
@@ -521,13 +526,7 @@ def _prune_save(graph: _Graph, save: Message, variables: set[str]) -> None:
     tensors = list(save.input[3:])
     keep = [j for j, reference in enumerate(tensors)
             if (v := _variable_of(graph, reference)) is not None and v.name in variables]
-    old_names = list(names.attr["value"].tensor.string_val)
-    old_slices = list(slices.attr["value"].tensor.string_val)
-    _set_strings(names, [old_names[j] for j in keep])
-    _set_strings(slices, [old_slices[j] for j in keep])
-    dtypes = list(save.attr["dtypes"].list.type)
-    del save.attr["dtypes"].list.type[:]
-    save.attr["dtypes"].list.type.extend(dtypes[j] for j in keep)
+    _keep_entries(save, names, slices, keep)
     head = list(save.input[:3])
     controls = [i for i in save.input[3:] if graph_names.is_control(i)]
     del save.input[:]

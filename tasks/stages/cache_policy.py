@@ -63,3 +63,23 @@ def stage_policy(
 ) -> StagePolicy:
     """The policy for ``stage``, whose ``@task`` is defined in ``module`` (pass ``__name__``)."""
     return StagePolicy(stage=stage, module=module, verifier=verifier, ignore=ignore)
+
+
+def stage_task(
+    name: str,
+    *,
+    verifier: Optional[Callable[[Any], None]] = None,
+    ignore: tuple[str, ...] = (),
+    **options: Any,
+) -> Callable[[Callable[..., Any]], Any]:
+    """``@task`` as every stage declares it: named ``name``, keyed by :class:`StagePolicy` on the code of
+    the module that defines it, its result persisted as JSON (never pickled) and read back from storage
+    rather than kept in memory. ``options`` (retries and the like) go to ``@task`` as they are."""
+    from prefect import task
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        policy = stage_policy(name, fn.__module__, verifier=verifier, ignore=ignore)
+        return task(name=name, cache_policy=policy, result_serializer="json", persist_result=True,
+                    cache_result_in_memory=False, **options)(fn)
+
+    return decorate

@@ -3,20 +3,13 @@
 
 from __future__ import annotations
 
-from prefect import task
 
 from tasks.core.names import CheckpointFormat
 from tasks.core.records import Checkpoint, TrainedModel
-from tasks.stages.cache_policy import stage_policy
+from tasks.stages.cache_policy import stage_task
 from tasks.tf.checkpoints import write_checkpoint
 
 
-@task(
-    name="checkpoint",
-    cache_policy=stage_policy("checkpoint", __name__),
-    result_serializer="json",
-    persist_result=True,
-    cache_result_in_memory=False,
-)
+@stage_task("checkpoint")
 def checkpoint(trained: TrainedModel, fmt: CheckpointFormat) -> Checkpoint:
     return write_checkpoint(trained, fmt)

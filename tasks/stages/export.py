@@ -3,19 +3,12 @@
 
 from __future__ import annotations
 
-from prefect import task
 
 from tasks.core.records import Checkpoint, ExportedModel
-from tasks.stages.cache_policy import stage_policy
+from tasks.stages.cache_policy import stage_task
 from tasks.tf.saved_models import export_saved_model
 
 
-@task(
-    name="export",
-    cache_policy=stage_policy("export", __name__),
-    result_serializer="json",
-    persist_result=True,
-    cache_result_in_memory=False,
-)
+@stage_task("export")
 def export(checkpoint: Checkpoint, input_key: str, output_key: str) -> ExportedModel:
     return export_saved_model(checkpoint, input_key, output_key)

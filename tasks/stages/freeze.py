@@ -3,21 +3,14 @@
 
 from __future__ import annotations
 
-from prefect import task
 
 from tasks.core.records import Checkpoint, FrozenGraph
-from tasks.stages.cache_policy import stage_policy
+from tasks.stages.cache_policy import stage_task
 from tasks.core.names import FreezeEngine
 from tasks.tf.freezing import write_frozen_graph
 
 
-@task(
-    name="freeze",
-    cache_policy=stage_policy("freeze", __name__),
-    result_serializer="json",
-    persist_result=True,
-    cache_result_in_memory=False,
-)
+@stage_task("freeze")
 def freeze(checkpoint: Checkpoint, output_nodes: list[str], engine: FreezeEngine = "stream",
            fold_batch_norm: bool = False) -> FrozenGraph:
     return write_frozen_graph(checkpoint, output_nodes, engine=engine, fold_batch_norm=fold_batch_norm)

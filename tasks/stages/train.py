@@ -5,21 +5,14 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from prefect import task
 
 from tasks.core.errors import EntrypointError
 from tasks.core.records import TrainedModel
-from tasks.stages.cache_policy import stage_policy
+from tasks.stages.cache_policy import stage_task
 from tasks.tf.training import train_model
 
 
-@task(
-    name="train",
-    cache_policy=stage_policy("train", __name__, ignore=("progress_key",)),
-    result_serializer="json",
-    persist_result=True,
-    cache_result_in_memory=False,
-)
+@stage_task("train", ignore=("progress_key",))
 def train(
     entrypoint: str, epochs: int, learning_rate: float, seed: int, options: dict[str, Any],
     entrypoint_digest: str,

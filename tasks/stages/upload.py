@@ -6,13 +6,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from prefect import task
 from prefect.tasks import exponential_backoff
 
 from tasks.core import layout
 from tasks.core.errors import TransientDestinationError
 from tasks.core.records import ExportedModel, FrozenGraph, ModelInterface, Publication, ValidationReport
-from tasks.stages.cache_policy import stage_policy
+from tasks.stages.cache_policy import stage_task
 from tasks.storage.publishing import upload_model, verify_publication
 from tasks.storage.uris import GS_SCHEME, is_gs_uri
 
@@ -28,13 +27,9 @@ def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(
-    name="upload",
-    cache_policy=stage_policy("upload", __name__, verifier=verify_publication),
     # An upload that hits its cache still re-verifies that the version is at the destination.
-    result_serializer="json",
-    persist_result=True,
-    cache_result_in_memory=False,
+@stage_task(
+    "upload", verifier=verify_publication,
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,

@@ -5,21 +5,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-from prefect import task
 
 from tasks.core.records import Checkpoint, ExportedModel, FrozenGraph, ReferenceInputs, ValidationReport
 from tasks.core.report import require_passed, worst_table
-from tasks.stages.cache_policy import stage_policy
+from tasks.stages.cache_policy import stage_task
 from tasks.tf.validation import validate_model
 
 
-@task(
-    name="validate",
-    cache_policy=stage_policy("validate", __name__, ignore=("report_key",)),
-    result_serializer="json",
-    persist_result=True,
-    cache_result_in_memory=False,
-)
+@stage_task("validate", ignore=("report_key",))
 def validate(
     checkpoint: Checkpoint,
     frozen: FrozenGraph,
