@@ -13,6 +13,7 @@ check the graph for cycles and for dependencies that point the wrong way.
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,11 @@ from typing import Iterator, Optional
 
 PROJECT_PACKAGES = ("tasks", "flows", "freezeflow")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# ast.parse from two threads at once can fail with "SystemError: AST constructor recursion depth
+# mismatch" (CPython gh-106905: the converter's depth counter is shared between threads). Freeze and
+# export compute their cache keys side by side; Prefect logs such an error and silently persists
+# nothing, so the stage reruns next time. One parse at a time.
+_PARSE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,9 @@ def imports_of(module: str, root: Path = PROJECT_ROOT) -> tuple[ImportEdge, ...]
     path = module_file(module, root)
     if path is None:
         raise ModuleNotFoundError(f"{module} is not a module of this project under {root}")
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    source = path.read_bytes()
+    with _PARSE_LOCK:
+        tree = ast.parse(source, filename=str(path))
     edges: dict[tuple[str, bool], ImportEdge] = {}
     for node, in_function in _statements(tree):
         for target, external in _resolve(module, path.name == "__init__.py", node, root):
