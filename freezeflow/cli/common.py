@@ -114,13 +114,13 @@ def run_flow(flow: Any, *, api: Optional["Connection"] = None, verbose: bool = F
     from freezeflow.cli.interrupts import RunGuard
     from freezeflow.cli.quiet import keep_logging_to, log_path, stderr_to, terminal_say
 
+    api_ready(api)  # each exits 1 with its own line; nothing has run yet
+    require_api_access()
     log = None if verbose else log_path(command)
     reason: Any = None
     # An interruption is reported to the user even while stderr goes to the log (a deadline thread may say it).
     with RunGuard(**({"say": terminal_say()} if log is not None else {})) as guard:
         try:
-            api_ready(api)
-            require_api_access()
             hooked = flow.with_options(on_running=[*flow.on_running_hooks, guard.note_flow_run])
             with stderr_to(log):
                 state = hooked(**parameters, return_state=True)
@@ -139,6 +139,8 @@ def run_flow(flow: Any, *, api: Optional["Connection"] = None, verbose: bool = F
     if reason is None and not state.is_completed():
         result = state.result(raise_on_failure=False)
         reason = result if isinstance(result, BaseException) else state.message or state.name
+    if log is not None and not log.exists():
+        log = None  # the flow never started, so nothing was written there
     if log is not None:
         keep_logging_to(log)
     if reason is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ def team_runs(team_stack: PrefectStack, guide_checkpoint_dir: Path, tmp_path_fac
         smoke = run_deployment("smoke/local", timeout=0, parameters={"destination": str(dest)})
         convert = run_deployment("convert_checkpoint/local", timeout=0, parameters={
             "checkpoint": str(guide_checkpoint_dir / "model"), "output_nodes": ["y"], "model_name": "guide",
-            "destination": str(dest)})
+            "destination": str(dest), "validation": {"reference_inputs": [2.0, 4.0, 6.0]}})
     seen.add("process list while the runs run", process_list())
     return TeamRuns(dest=dest, publish=team_stack.wait_final(publish.id), smoke=team_stack.wait_final(smoke.id),
                     convert=team_stack.wait_final(convert.id))
@@ -120,7 +121,8 @@ def test_the_api_answers_401_without_the_auth_string_or_with_a_wrong_one(team_st
 CLIENT_COMMANDS = {
     "worker": ["worker", "--wait", "10"],
     "run": ["run", "--epochs", "1", "--model-name", "denied"],
-    "convert": ["convert", "no-such-checkpoint", "--output-node", "y", "--model-name", "denied"],
+    # A real checkpoint: convert checks its input before it talks to the API.
+    "convert": ["convert", "ckpt/model", "--output-node", "y", "--model-name", "denied"],
     "smoke": ["smoke", "--epochs", "1"],
 }
 
@@ -128,12 +130,14 @@ CLIENT_COMMANDS = {
 @pytest.mark.parametrize("auth", ["missing", "wrong"])
 @pytest.mark.parametrize("command", list(CLIENT_COMMANDS))
 def test_every_command_that_talks_to_the_api_names_a_missing_or_wrong_auth_string_in_one_line(
-    team_stack: PrefectStack, tmp_path: Path, seen: Seen, command: str, auth: str,
+    team_stack: PrefectStack, tmp_path: Path, seen: Seen, command: str, auth: str, guide_checkpoint_dir: Path,
 ) -> None:
     env = {k: v for k, v in team_stack.env.items() if k != "PREFECT_API_AUTH_STRING"}
     env.update({"PREFECT_HOME": str(tmp_path / "empty-prefect-home"), "FREEZEFLOW_HOME": str(tmp_path / "ff")})
     if auth == "wrong":
         env["PREFECT_API_AUTH_STRING"] = "team:wrong"
+    if command == "convert":
+        shutil.copytree(guide_checkpoint_dir, tmp_path / "ckpt")
     result = subprocess.run([*FREEZEFLOW, *CLIENT_COMMANDS[command]], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=120)
     seen.add(f"freezeflow {command} ({auth} auth string)", result.stdout + result.stderr)
