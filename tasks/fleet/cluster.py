@@ -92,3 +92,24 @@ def local_cluster_kwargs(workers: Optional[int]) -> dict[str, Any]:
     count = workers or os.cpu_count() or 1
     # ":0": a free port for the dashboard, so two batches on one machine do not fight over 8787
     return {"n_workers": count, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
+
+
+def stop_worker_profiler() -> None:
+    """Stop the statistical profiler of the Dask worker this runs on (nothing outside a worker).
+
+    Every 10 ms the profiler calls ``sys._current_frames()``, which holds the interpreter's thread-list
+    lock while it allocates; a garbage collection there runs Dask's GC callback, which waits for the
+    GIL, while a TensorFlow thread holding the GIL waits for that same lock to make a thread state
+    (seen as a worker hung in SavedModel loading). A conversion needs no profile of itself.
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return
+    for name in ("profile", "profile-cycle"):
+        callback = worker.periodic_callbacks.get(name)
+        if callback is not None:
+            worker.loop.add_callback(callback.stop)  # thread-safe: the callback belongs to the worker's loop
+
