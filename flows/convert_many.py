@@ -36,13 +36,13 @@ def convert_one(item: FleetItem, batch: BatchSettings) -> dict[str, Any]:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a bare worker has no setting of ours; quiet TF's C++ start
-    stop_worker_profiler()  # before any TensorFlow runs here (see its docstring: a deadlock otherwise)
     from flows.stage_runner import StageClock, convert_stages
     from tasks.core import workspace
     from tasks.fleet.cluster import stop_worker_profiler
     from tasks.fleet.sources import localise
     from tasks.tf.checkpoints import describe_checkpoint
 
+    stop_worker_profiler()  # before any TensorFlow runs here (see its docstring: a deadlock otherwise)
     started = time.monotonic()
     signature = SignatureParams.model_validate(batch.signature)
     validation = ValidationParams.model_validate(batch.validation)
