@@ -246,7 +246,8 @@ def test_smoke_with_an_unwritable_destination_exits_1_and_reports_the_upload_fai
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f"smoke FAILED at upload: PermanentDestinationError: destination {blocker / 'dest'} cannot be written: "
-        "Not a directory; choose another destination (--dest) or fix its permissions"
+        f"a part of the path is a file, not a folder ({blocker / 'dest' / 'smoke'}); choose a path made of folders "
+        "(--dest)"
     ]
     suite, cases = _parse(junit.read_text())
     assert [name for name, case in cases.items() if case.find("failure") is not None] == ["upload"]

@@ -445,8 +445,10 @@ def test_freezeflow_run_publishes_to_gs_the_same_files_as_to_a_folder(
     uri = f"gs://{bucket.name}/models"
     cli = _cli()
 
-    to_gcs = CliRunner().invoke(cli, ["run", "--dest", uri, "--epochs", "20"])
-    to_folder = CliRunner().invoke(cli, ["run", "--dest", str(tmp_path / "published"), "--epochs", "20"])
+    # --verbose: the default quiet mode points file descriptor 2 at a log, which CliRunner's captured
+    # streams do not survive; what this test compares is the published files.
+    to_gcs = CliRunner().invoke(cli, ["run", "--verbose", "--dest", uri, "--epochs", "20"])
+    to_folder = CliRunner().invoke(cli, ["run", "--verbose", "--dest", str(tmp_path / "published"), "--epochs", "20"])
 
     assert to_gcs.exit_code == 0, to_gcs.output
     assert to_folder.exit_code == 0, to_folder.output

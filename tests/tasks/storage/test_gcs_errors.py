@@ -66,7 +66,7 @@ def test_missing_or_refused_credentials_say_how_to_log_in() -> None:
     missing = classify(auth_exceptions.DefaultCredentialsError("no ADC"), WHAT, "b")
     assert isinstance(missing, PermanentDestinationError) and "gcloud auth application-default login" in str(missing)
     refused = classify(auth_exceptions.RefreshError("invalid_grant"), WHAT, "b")
-    assert isinstance(refused, PermanentDestinationError) and "credentials were refused" in str(refused)
+    assert isinstance(refused, PermanentDestinationError) and "refused to exchange the credentials" in str(refused)
 
 
 def test_retries_running_out_is_transient_and_keeps_the_cause() -> None:
