@@ -84,7 +84,7 @@ def test_sweep_publishes_every_good_checkpoint_fails_the_bad_two_and_reruns_cach
     rows = {row["model"]: row for row in json.loads(first.stdout)["items"]}
     assert {m: r["outcome"] for m, r in rows.items() if r["outcome"] != "published"} == {
         "run-corrupt": "failed", "gone": "failed"}
-    assert "run-corrupt/model.index is not a readable TensorFlow checkpoint index" in rows["run-corrupt"]["reason"]
+    assert "run-corrupt/model.index is not a TensorFlow tensor bundle index" in rows["run-corrupt"]["reason"]
     assert rows["gone"]["reason"] == f"checkpoint {sweep['listing'].parent}/gone/model: folder " \
                                      f"{sweep['listing'].parent}/gone does not exist"
     assert rows["gone"]["item"] == f"{sweep['listing']}:1"
