@@ -111,31 +111,18 @@ def run_flow(flow: Any, *, api: Optional["Connection"] = None, verbose: bool = F
     """
     from pydantic import ValidationError
 
-    from freezeflow.cli.interrupts import RunGuard
-    from freezeflow.cli.quiet import keep_logging_to, log_path, stderr_to, terminal_say
+    from freezeflow.cli.quiet import keep_logging_to, log_path
 
     api_ready(api)  # each exits 1 with its own line; nothing has run yet
     require_api_access()
     log = None if verbose else log_path(command)
     reason: Any = None
-    # An interruption is reported to the user even while stderr goes to the log (a deadline thread may say it).
-    with RunGuard(**({"say": terminal_say()} if log is not None else {})) as guard:
-        try:
-            hooked = flow.with_options(on_running=[*flow.on_running_hooks, guard.note_flow_run])
-            with stderr_to(log):
-                state = hooked(**parameters, return_state=True)
-        except ValidationError as exc:
-            reason = pydantic_reason(exc)
-        except Exception as exc:  # Prefect raises parameter errors before any state exists
-            if guard.interrupted:
-                guard.finish()
-            reason = exc
-        except BaseException:
-            if guard.interrupted:
-                guard.finish()
-            raise
-        if reason is None and guard.interrupted:  # the signal landed as the flow returned: still stop as asked
-            guard.finish()
+    try:
+        state = call_flow_guarded(flow, parameters, log=log)
+    except ValidationError as exc:
+        reason = pydantic_reason(exc)
+    except Exception as exc:  # Prefect raises parameter errors before any state exists
+        reason = exc
     if reason is None and not state.is_completed():
         result = state.result(raise_on_failure=False)
         reason = result if isinstance(result, BaseException) else state.message or state.name
@@ -150,6 +137,38 @@ def run_flow(flow: Any, *, api: Optional["Connection"] = None, verbose: bool = F
             if log is not None:
                 typer.echo(f"  full log: {log}", err=True)
     return state.result()
+
+
+def call_flow_guarded(flow: Any, parameters: dict[str, Any], *, log: Optional[Path] = None,
+                      next_run: Optional[str] = None) -> Any:
+    """Call ``flow(**parameters, return_state=True)`` under the interrupt guard and return its final state.
+
+    Ctrl-C or SIGTERM end the process within seconds, the flow run marked Cancelled (see
+    :mod:`freezeflow.cli.interrupts`); an exception Prefect raises before any state exists (a parameter
+    error) reaches the caller. With ``log``, standard error goes there while the flow runs, and the
+    guard's line goes to the terminal all the same. ``next_run``: what that line says about running it
+    again (default: it resumes from the cache).
+    """
+    from freezeflow.cli.interrupts import RunGuard
+    from freezeflow.cli.quiet import stderr_to, terminal_say
+
+    options: dict[str, Any] = {}
+    if next_run is not None:
+        options["next_run"] = next_run
+    if log is not None:
+        options["say"] = terminal_say()
+    with RunGuard(**options) as guard:
+        try:
+            hooked = flow.with_options(on_running=[*flow.on_running_hooks, guard.note_flow_run])
+            with stderr_to(log):
+                state = hooked(**parameters, return_state=True)
+        except BaseException:
+            if guard.interrupted:  # the engine has reported the crash: mark it Cancelled and stop now
+                guard.finish()
+            raise
+        if guard.interrupted:  # the signal landed as the flow returned: still stop as asked
+            guard.finish()
+    return state
 
 
 def pydantic_reason(exc: Any) -> str:

@@ -33,6 +33,7 @@ GRACE = 3.0  # seconds from the signal to the hard exit; with the steps after it
 MARK_TIMEOUT = 1.0  # seconds to spend marking the flow run Cancelled
 LATE_MARK_TIMEOUT = 0.5  # the same after the grace ran out: the API is probably what held the run up
 NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
+RESUMES = "stages that finished are cached, so running it again resumes there"
 
 
 class Interrupted(BaseException):
@@ -46,9 +47,11 @@ class Interrupted(BaseException):
 class RunGuard:
     """Context manager around one flow call; ``note_flow_run`` is the flow's ``on_running`` hook."""
 
-    def __init__(self, grace: float = GRACE, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr)):
+    def __init__(self, grace: float = GRACE, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+                 next_run: str = RESUMES):
         self.grace = grace
         self.say = say
+        self.next_run = next_run  # what the interruption line says about running it again
         self.flow_run_id: Optional[str] = None
         self.signum: Optional[int] = None
         self._armed = threading.Event()
@@ -132,7 +135,7 @@ class RunGuard:
             stop_children()
             where = f"flow run {self.flow_run_id} {marked}" if self.flow_run_id else "no flow run had started"
             self.say(f"error: interrupted by {NAMES.get(signum, signum)}; {where}; nothing is half-published; "
-                     f"stages that finished are cached, so running it again resumes there"
+                     f"{self.next_run}"
                      + (f" ({why})" if why else ""))
             for stream in (sys.stdout, sys.stderr):
                 try:

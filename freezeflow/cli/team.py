@@ -29,7 +29,14 @@ import typer
 from flows import defaults
 from freezeflow.cli import local_server
 from freezeflow.cli.server_env import api_url_for, prefect_command, server_command, server_environment
-from freezeflow.cli.common import api_ready, connect_api, fail, prepare_environment, require_api_access
+from freezeflow.cli.common import (
+    api_ready,
+    call_flow_guarded,
+    connect_api,
+    fail,
+    prepare_environment,
+    require_api_access,
+)
 
 if TYPE_CHECKING:
     from tasks.core.records import Publication
@@ -41,6 +48,7 @@ DEFAULT_API_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}/api"
 STAGES = ("train", "checkpoint", "freeze", "export", "validate", "upload")
 GUIDE_CHECK = "guide answers"  # the smoke flow's own check, after the six stages
 JUNIT_SUITE = "freezeflow.smoke"
+SMOKE_NEXT_RUN = "smoke runs every stage afresh, so running it again starts over"
 
 
 # ---------------------------------------------------------------------------------------------- server
@@ -442,8 +450,8 @@ def smoke(
     publication: Optional[Publication] = None
     api_ready(connection)
     require_api_access()
-    try:
-        state = smoke_flow(destination=dest, epochs=epochs, return_state=True)
+    try:  # Ctrl-C or SIGTERM end the process within seconds, the flow run Cancelled (freezeflow.cli.interrupts)
+        state = call_flow_guarded(smoke_flow, {"destination": dest, "epochs": epochs}, next_run=SMOKE_NEXT_RUN)
     except Exception as exc:  # Prefect raises parameter errors before any run exists
         completed, reason, task_runs = False, _exception_reason(exc), {}
     else:

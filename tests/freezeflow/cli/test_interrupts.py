@@ -50,13 +50,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_server.Se
 
 
 class Run:
-    """A ``freezeflow run`` in its own process group, as a shell runs a job; its output read line by line."""
+    """A ``freezeflow run`` (or another ``command``) in its own process group, as a shell runs a job; its
+    output read line by line."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str],
+                 command: tuple[str, ...] = ("run", "--verbose")) -> None:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
         environment.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO), **env})
-        # --verbose: the test follows Prefect's progress lines, which a plain run keeps in its log file.
-        self.process = subprocess.Popen([sys.executable, "-m", "freezeflow", "run", "--verbose", *args], cwd=cwd,
+        # run --verbose: the test follows Prefect's progress lines, which a plain run keeps in its log file.
+        self.process = subprocess.Popen([sys.executable, "-m", "freezeflow", *command, *args], cwd=cwd,
                                         env=environment,
                                         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
@@ -124,7 +126,21 @@ def flow_run_state(api_url: str, output: str) -> str:
         return client.read_flow_run(uuid.UUID(found.group(1))).state.name
 
 
-def assert_stopped_in_time(run: Run, how: str, signalled_at: float, children: list[psutil.Process]) -> str:
+def subflow_run_states(api_url: str, output: str) -> list[str]:
+    """The state names of the subflow runs of the flow run the CLI printed, read back from the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    found = FLOW_RUN.search(output)
+    assert found, output[-3000:]
+    children = FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[uuid.UUID(found.group(1))]))
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        return [run.state.name for run in client.read_flow_runs(flow_run_filter=children)]
+
+
+def assert_stopped_in_time(run: Run, how: str, signalled_at: float, children: list[psutil.Process],
+                           next_run: str = "running it again resumes there") -> str:
     try:
         run.process.wait(timeout=30)
     finally:
@@ -137,7 +153,7 @@ def assert_stopped_in_time(run: Run, how: str, signalled_at: float, children: li
     assert alive(children) == []
     last = output.strip().splitlines()[-1]
     assert last.startswith(f"error: interrupted by {'SIGINT (Ctrl-C)' if how == 'ctrl-c' else 'SIGTERM'}; flow run ")
-    assert "nothing is half-published" in last and "running it again resumes there" in last
+    assert "nothing is half-published" in last and next_run in last
     return output
 
 
@@ -155,6 +171,27 @@ def test_a_signal_during_training_stops_the_run_within_5_s_and_cancels_its_flow_
     assert flow_run_state(server.url, output) == "Cancelled"
     assert not (tmp_path / "published" / "linear").exists()
     assert local_server.process_alive(server.pid)  # the shared server is not part of the run: it stays up
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_during_smoke_stops_it_within_5_s_and_cancels_its_flow_run(
+    how: str, server: local_server.ServerRecord, tmp_path: Path
+) -> None:
+    env = {"FREEZEFLOW_SERVER_HOME": str(Path(server.log).parent)}
+    run = Run(["--epochs", "1000000", "--dest", str(tmp_path / "published")], cwd=tmp_path, env=env,
+              command=("smoke",))
+    run.wait_for("epoch 1/1000000")  # the smoke flow's training has started; it would go on for many minutes
+    children = descendants(run.process.pid)
+    signalled_at = time.monotonic()
+    send(run.process, how)
+    output = assert_stopped_in_time(run, how, signalled_at, children, next_run="running it again starts over")
+    assert flow_run_state(server.url, output) == "Cancelled"
+    # smoke runs publish_model as a subflow: that run is over too (the engine marks it Crashed), not left Running.
+    subflows = subflow_run_states(server.url, output)
+    assert subflows and all(state in ("Cancelled", "Crashed") for state in subflows), subflows
+    assert "smoke passed" not in output and "smoke FAILED" not in output  # no summary of a run that did not end
+    assert not (tmp_path / "published" / "smoke").exists()
+    assert local_server.process_alive(server.pid)
 
 
 @pytest.fixture(scope="module")
