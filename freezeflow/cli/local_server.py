@@ -162,6 +162,11 @@ def process_alive(pid: int) -> bool:
             return False
         if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie has exited; only its parent has not looked
             return False
+        if not any(args):
+            # Mid-exec: Popen returns once the child has switched to the new image, but the kernel puts the
+            # new arguments in place a moment later, and until then cmdline reads empty (seen under load
+            # right after start_server: the server counted as exited before it had begun).
+            return True
         return is_server_command(args)
     return True
 
