@@ -194,6 +194,68 @@ def test_a_signal_during_smoke_stops_it_within_5_s_and_cancels_its_flow_run(
     assert local_server.process_alive(server.pid)
 
 
+# A TF2 model's freeze rebuilds it from its entrypoint (epochs=0) before restoring the checkpoint into it.
+# This entrypoint is the guide's model, but while the gate file exists its rebuild inside the freeze
+# stage takes as long as a large model's would: the test knows the stage is mid-way, and the entrypoint
+# file (part of every stage's key) stays the same for the run that resumes.
+SLOW_FREEZE_ENTRYPOINT = """
+import os
+import time
+from pathlib import Path
+
+from tasks.tf.entrypoints import linear_model
+
+
+def model(ctx):
+    gate = Path(os.environ["FREEZE_GATE"])
+    if ctx.epochs == 0 and gate.exists():
+        from prefect.context import TaskRunContext
+
+        run = TaskRunContext.get()
+        if run is not None and run.task.name == "freeze":
+            Path(str(gate) + ".reached").touch()
+            while gate.exists():
+                time.sleep(0.05)
+    return linear_model(ctx)
+"""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_during_freeze_stops_the_run_within_5_s_and_the_next_run_resumes_from_the_cache(
+    how: str, server: local_server.ServerRecord, tmp_path: Path
+) -> None:
+    (tmp_path / "slow_freeze.py").write_text(SLOW_FREEZE_ENTRYPOINT)
+    gate = tmp_path / "freeze.gate"
+    gate.touch()
+    dest = tmp_path / "published"
+    env = {"FREEZEFLOW_SERVER_HOME": str(Path(server.log).parent), "FREEZE_GATE": str(gate)}
+    args = ["--entrypoint", "slow_freeze.py:model", "--format", "tf2", "--epochs", "50",
+            "--seed", str(uuid.uuid4().int % 10**6), "--model-name", "slow", "--dest", str(dest)]
+    run = Run(args, cwd=tmp_path, env=env)
+    reached = Path(str(gate) + ".reached")
+    deadline = time.monotonic() + 600
+    while not reached.exists() and run.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert reached.exists(), run.finish()[-3000:]  # the freeze stage is running, inside the model's rebuild
+    children = descendants(run.process.pid)
+    signalled_at = time.monotonic()
+    send(run.process, how)
+    output = assert_stopped_in_time(run, how, signalled_at, children)
+    assert flow_run_state(server.url, output) in ("Cancelled", "Crashed")
+    assert not (dest / "slow").exists()  # no version, not even a partial one
+
+    gate.unlink()
+    again = Run(args, cwd=tmp_path, env=env)
+    output = again.finish()
+    assert again.process.returncode == 0, output[-3000:]
+    stages = re.search(r"stages: (.*)", output)
+    assert stages, output[-3000:]
+    states = dict(part.split(" ", 1) for part in stages.group(1).strip().split(", "))
+    assert (states["train"], states["checkpoint"], states["freeze"], states["upload"]) == (
+        "Cached", "Cached", "Completed", "Completed"), stages.group(0)
+    assert (dest / "slow" / "1" / "manifest.json").is_file()
+
+
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FaultProxy, Emulator]]:
     proxy = FaultProxy()
