@@ -73,6 +73,10 @@ def serve(
     batch_timeout_micros: Optional[int] = typer.Option(None, "--batch-timeout-micros", min=0, help="With --batching: "
                                                        "longest wait for a batch to fill, in microseconds [default: 0: "
                                                        "requests that arrive while a batch runs form the next one]."),
+    max_enqueued_batches: Optional[int] = typer.Option(None, "--max-enqueued-batches", min=1, help="With --batching: "
+                                                       "most batches waiting for the model, the one filling included; "
+                                                       "a request past them is refused at once with 503, as TF "
+                                                       "Serving does [default: 10]."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Serve a published model with TF Serving's REST API until interrupted; new versions are picked up as they appear."""
@@ -80,12 +84,18 @@ def serve(
     _logging(logging.DEBUG if verbose else logging.INFO)
     from tasks.core.errors import FreezeflowError
     from tasks.serving.access import read_token_file, require_token_off_loopback
-    from tasks.serving.batching import DEFAULT_BATCH_TIMEOUT_MICROS, DEFAULT_MAX_BATCH_SIZE, BatchingOptions
+    from tasks.serving.batching import (
+        DEFAULT_BATCH_TIMEOUT_MICROS,
+        DEFAULT_MAX_BATCH_SIZE,
+        DEFAULT_MAX_ENQUEUED_BATCHES,
+        BatchingOptions,
+    )
     from tasks.serving.server import open_server
     from tasks.serving.sources import check_servable_name
 
-    if not batching and (max_batch_size is not None or batch_timeout_micros is not None):
-        fail("--max-batch-size and --batch-timeout-micros tune --batching; add --batching")
+    if not batching and (max_batch_size is not None or batch_timeout_micros is not None
+                         or max_enqueued_batches is not None):
+        fail("--max-batch-size, --batch-timeout-micros and --max-enqueued-batches tune --batching; add --batching")
     try:  # every refusal that needs no model comes before loading one
         if model_name is not None:
             check_servable_name(model_name)
@@ -94,6 +104,7 @@ def serve(
         options = BatchingOptions(
             max_batch_size=DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size,
             batch_timeout_micros=DEFAULT_BATCH_TIMEOUT_MICROS if batch_timeout_micros is None else batch_timeout_micros,
+            max_enqueued_batches=DEFAULT_MAX_ENQUEUED_BATCHES if max_enqueued_batches is None else max_enqueued_batches,
         ) if batching else None
         server = open_server(source, model_name=model_name, host=host, port=port, poll_seconds=poll_seconds,
                              keep_versions=keep_versions, max_body_bytes=max_body_bytes, batching=options, token=token)
@@ -113,7 +124,8 @@ def serve(
     typer.echo(f"  {server.model_url}:predict", err=False)
     if options is not None:
         typer.echo(f"  batching: up to {options.max_batch_size} rows, waiting at most "
-                   f"{options.batch_timeout_micros} µs for a batch to fill", err=True)
+                   f"{options.batch_timeout_micros} µs for a batch to fill, at most {options.max_enqueued_batches} "
+                   "batches queued (then 503)", err=True)
     if token is not None:
         typer.echo(f"  every request needs 'Authorization: Bearer <the token in {token_file}>'", err=True)
     sys.stdout.flush()

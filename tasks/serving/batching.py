@@ -8,6 +8,13 @@ signature, inner shapes), at most one batch of a queue running at a time, so req
 a batch runs form the next one. With ``batch_timeout_micros=0`` (TF Serving's default) nothing waits
 that would not have waited anyway.
 
+The queue is bounded as TF Serving bounds it: at most ``max_enqueued_batches`` batches wait (the one
+still filling included; one already running does not count). A request that fits in none of them is
+refused at once, with TF Serving's UNAVAILABLE status and message, which its REST API answers as 503
+``{"error": "The batch scheduling queue to which this task was submitted is full"}``: under more load
+than the model can take, clients learn it in microseconds and can back off (``freezeflow predict``
+retries 503) instead of waiting in a queue that only grows.
+
 Only requests whose every input has one leading batch dimension of the same size join a batch, and
 only for signatures whose inputs and outputs all have an unknown 0th dimension; anything else (and a
 request larger than ``max_batch_size``) runs alone, as it would without batching. A batch that fails
@@ -32,6 +39,11 @@ log = logging.getLogger("freezeflow.serving")
 
 DEFAULT_MAX_BATCH_SIZE = 64
 DEFAULT_BATCH_TIMEOUT_MICROS = 0
+DEFAULT_MAX_ENQUEUED_BATCHES = 10  # TF's BasicBatchScheduler default, which TF Serving uses when unset
+# TF Serving's words (tensorflow/core/kernels/batching_util/shared_batch_scheduler.h), status UNAVAILABLE,
+# which its REST API maps to 503 (tensorflow_serving/model_servers/http_server.cc, ToHTTPStatusCode).
+QUEUE_FULL = "The batch scheduling queue to which this task was submitted is full"
+QUEUE_FULL_STATUS = 503
 
 # What a finished request gets: the HTTP status and the response body's bytes.
 Answer = tuple[int, bytes]
@@ -39,16 +51,20 @@ Answer = tuple[int, bytes]
 
 @dataclass(frozen=True)
 class BatchingOptions:
-    """``max_batch_size``: rows (instances) per batch; ``batch_timeout_micros``: longest wait for a batch to fill."""
+    """``max_batch_size``: rows (instances) per batch; ``batch_timeout_micros``: longest wait for a batch to fill;
+    ``max_enqueued_batches``: most batches waiting per queue, the one filling included (more are refused, 503)."""
 
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     batch_timeout_micros: int = DEFAULT_BATCH_TIMEOUT_MICROS
+    max_enqueued_batches: int = DEFAULT_MAX_ENQUEUED_BATCHES
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
             raise ParameterError(f"--max-batch-size must be 1 or more, got {self.max_batch_size}")
         if self.batch_timeout_micros < 0:
             raise ParameterError(f"--batch-timeout-micros must be 0 or more, got {self.batch_timeout_micros}")
+        if self.max_enqueued_batches < 1:
+            raise ParameterError(f"--max-enqueued-batches must be 1 or more, got {self.max_enqueued_batches}")
 
 
 def batch_rows(request: PredictRequest, spec: SignatureSpec) -> Optional[int]:
@@ -109,14 +125,40 @@ def run_batch(predict: Callable[[str, dict[str, Any]], dict[str, Any]],
     return answers
 
 
-class _Queue:
-    __slots__ = ("items", "rows", "arrived", "worker")
+_Entry = tuple[PredictRequest, int, "asyncio.Future[Answer]"]
+
+
+class _Batch:
+    __slots__ = ("entries", "rows")
 
     def __init__(self) -> None:
-        self.items: collections.deque[tuple[PredictRequest, int, asyncio.Future[Answer]]] = collections.deque()
+        self.entries: list[_Entry] = []
         self.rows = 0
+
+
+class _Queue:
+    """TF Serving's queue: batches in arrival order, the last one open (filling), the others closed (full)."""
+
+    __slots__ = ("batches", "arrived", "worker")
+
+    def __init__(self) -> None:
+        self.batches: collections.deque[_Batch] = collections.deque([_Batch()])
         self.arrived = asyncio.Event()  # set whenever an item is queued: a waiting batch may now be full
         self.worker: Optional[asyncio.Task[None]] = None
+
+    def empty(self) -> bool:
+        return not self.batches[0].entries
+
+    def enqueued_batches(self) -> int:
+        """Batches waiting, the open one included when it holds a request."""
+        return len(self.batches) - (0 if self.batches[-1].entries else 1)
+
+    def take(self) -> _Batch:
+        """The front batch, to run; a new open batch takes its place when it was the only one."""
+        batch = self.batches.popleft()
+        if not self.batches:
+            self.batches.append(_Batch())
+        return batch
 
 
 class BatchScheduler:
@@ -130,6 +172,11 @@ class BatchScheduler:
         self.batches = 0
         self.batched_requests = 0
         self.largest_batch_rows = 0
+        self.refused = 0  # requests answered 503 because their queue was full
+
+    def enqueued_batches(self) -> int:
+        """Batches waiting in every queue (not those running)."""
+        return sum(queue.enqueued_batches() for queue in self._queues.values())
 
     async def submit(self, key: Hashable, predict: Callable[[str, dict[str, Any]], dict[str, Any]],
                      request: PredictRequest, rows: int) -> Answer:
@@ -139,9 +186,15 @@ class BatchScheduler:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = _Queue()
+        if queue.batches[-1].rows + rows > self.options.max_batch_size:  # the open batch has no room: close it
+            if len(queue.batches) >= self.options.max_enqueued_batches:
+                self.refused += 1
+                raise RequestError(QUEUE_FULL, QUEUE_FULL_STATUS)
+            queue.batches.append(_Batch())
         future: asyncio.Future[Answer] = loop.create_future()
-        queue.items.append((request, rows, future))
-        queue.rows += rows
+        batch = queue.batches[-1]
+        batch.entries.append((request, rows, future))
+        batch.rows += rows
         queue.arrived.set()
         if queue.worker is None:
             queue.worker = loop.create_task(self._drain(key, queue, predict))
@@ -152,24 +205,20 @@ class BatchScheduler:
         loop = asyncio.get_running_loop()
         limit, wait = self.options.max_batch_size, self.options.batch_timeout_micros / 1e6
         try:
-            while queue.items:
-                if wait > 0 and queue.rows < limit:
+            while not queue.empty():
+                if wait > 0 and len(queue.batches) == 1 and queue.batches[0].rows < limit:
                     deadline = time.monotonic() + wait
-                    while queue.rows < limit and (left := deadline - time.monotonic()) > 0:
+                    while (len(queue.batches) == 1 and queue.batches[0].rows < limit
+                           and (left := deadline - time.monotonic()) > 0):
                         queue.arrived.clear()
                         try:
                             await asyncio.wait_for(queue.arrived.wait(), left)
                         except TimeoutError:
                             break
-                batch: list[tuple[PredictRequest, int]] = []
-                futures: list[asyncio.Future[Answer]] = []
-                rows = 0
-                while queue.items and rows + queue.items[0][1] <= limit:
-                    request, size, future = queue.items.popleft()
-                    queue.rows -= size
-                    rows += size
-                    batch.append((request, size))
-                    futures.append(future)
+                taken = queue.take()
+                batch = [(request, size) for request, size, _ in taken.entries]
+                futures = [future for _, _, future in taken.entries]
+                rows = taken.rows
                 self.batches += 1
                 self.batched_requests += len(batch)
                 self.largest_batch_rows = max(self.largest_batch_rows, rows)
@@ -188,10 +237,9 @@ class BatchScheduler:
         finally:
             # No await between the last emptiness check and here: a request queued meanwhile is impossible.
             queue.worker = None
-            while queue.items:  # only when cancelled (the server stops): nobody will run these
-                _, size, future = queue.items.popleft()
-                queue.rows -= size
-                if not future.done():
-                    future.set_exception(RuntimeError("the server is shutting down"))
-            if not queue.items and self._queues.get(key) is queue:
+            while not queue.empty():  # only when cancelled (the server stops): nobody will run these
+                for _, _, future in queue.take().entries:
+                    if not future.done():
+                        future.set_exception(RuntimeError("the server is shutting down"))
+            if self._queues.get(key) is queue:
                 del self._queues[key]

@@ -9,7 +9,8 @@ Routes (TF Serving's, https://www.tensorflow.org/tfx/serving/api_rest)::
 Errors are ``{"error": "..."}``, as TF Serving maps its status codes: 400 for a bad request (malformed
 JSON, unknown input, wrong dtype or shape, unknown signature, a method other than GET and POST), 404 for
 a model or version it does not have (NOT_FOUND), 401 without the bearer token when one is set, 413 past
-the body limit, 500 only for a fault of the server itself. No request can stop the server.
+the body limit, 503 when batching's queue is full (UNAVAILABLE), 500 only for a fault of the server itself.
+No request can stop the server.
 
 The HTTP layer is uvicorn running a Starlette app on one event loop, in a thread of its own (so the
 CLI, the serving check and the tests start and stop it the same way). The old standard-library

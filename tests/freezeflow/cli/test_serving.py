@@ -166,7 +166,10 @@ def test_undeploy_reads_back_the_record_deploy_writes(app: typer.Typer, tmp_path
     (["--host", "0.0.0.0"], "error: --host 0.0.0.0 serves other machines: give --token-file FILE (clients then send "
                             "'Authorization: Bearer <token>'), or serve on 127.0.0.1"),
     (["--model-name", "a/b"], "error: --model-name 'a/b' cannot be served: no URL /v1/models/NAME reaches a name"),
-    (["--max-batch-size", "8"], "error: --max-batch-size and --batch-timeout-micros tune --batching; add --batching"),
+    (["--max-batch-size", "8"], "error: --max-batch-size, --batch-timeout-micros and --max-enqueued-batches tune "
+                                "--batching; add --batching"),
+    (["--max-enqueued-batches", "4"], "error: --max-batch-size, --batch-timeout-micros and --max-enqueued-batches "
+                                      "tune --batching; add --batching"),
     (["--token-file", "no-such-token"], "error: --token-file no-such-token: cannot read it (No such file or directory)"),
 ])
 def test_serve_refusals_come_in_one_line_before_any_model_loads(

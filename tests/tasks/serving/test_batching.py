@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -135,3 +136,62 @@ def test_a_batch_the_model_refuses_is_answered_request_by_request() -> None:
     assert [(status, json.loads(body)) for status, body in answers] == [
         (200, {"predictions": [2.0]}), (400, {"error": "assertion failed: x >= 0"}), (200, {"predictions": [6.0]})]
     assert calls == [4, 1, 2, 1]  # the batch once, then each request alone
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.01)
+
+
+def test_a_request_past_max_enqueued_batches_is_refused_with_tf_servings_503(model_dir: Path) -> None:
+    from tasks.serving.batching import BatchingOptions
+    from tasks.serving.repository import ModelRepository
+    from tasks.serving.server import ModelServer
+    from tasks.serving.sources import open_model_source
+
+    repository = ModelRepository(open_model_source(str(model_dir)), keep_versions=1)
+    repository.refresh()
+    options = BatchingOptions(max_batch_size=2, max_enqueued_batches=2)
+    with ModelServer(repository, port=0, batching=options, threads=1).start() as server:
+        url = f"{server.model_url}:predict"
+        release = threading.Event()
+        # The server's one model thread is held: the batch it takes next cannot finish until released.
+        held = server._executor.submit(release.wait, 60)
+        try:
+            results: dict[str, Any] = {}
+
+            def send(name: str, instances: list[float]) -> threading.Thread:
+                thread = threading.Thread(target=lambda: results.__setitem__(name, post(url, {"instances": instances})()))
+                thread.start()
+                return thread
+
+            first = [send("a", [1.0])]
+            wait_until(lambda: server.batches.batches == 1, "request a taken as a batch")  # running: not counted
+            queued = [send("b", [2.0, 3.0]), send("c", [4.0, 5.0])]  # a full batch each
+            wait_until(lambda: server.batches.enqueued_batches() == 2, "two batches enqueued")
+            with httpx.Client(timeout=10) as own:
+                refused = own.post(url, json={"instances": [5.0]})  # fits in neither: the queue is full
+            assert refused.status_code == 503
+            assert refused.json() == {"error": "The batch scheduling queue to which this task was submitted is full"}
+            assert refused.headers["content-type"] == "application/json"
+            assert server.batches.refused == 1
+            assert all(thread.is_alive() for thread in first + queued)  # still waiting for the model
+        finally:
+            release.set()
+        held.result(timeout=60)
+        for thread in first + queued:
+            thread.join(timeout=60)
+        assert results == {"a": (200, {"predictions": [1.5]}), "b": (200, {"predictions": [2.0, 2.5]}),
+                           "c": (200, {"predictions": [3.0, 3.5]})}
+        # Once the queue has drained it takes requests again.
+        assert post(url, {"instances": [6.0]})() == (200, {"predictions": [4.0]})
+
+
+def test_max_enqueued_batches_is_checked() -> None:
+    from tasks.core.errors import ParameterError
+    from tasks.serving.batching import BatchingOptions
+
+    with pytest.raises(ParameterError, match="--max-enqueued-batches must be 1 or more, got 0"):
+        BatchingOptions(max_enqueued_batches=0)
