@@ -13,9 +13,9 @@ from flows.params import (
     ModelName,
     SignatureParams,
     ValidationParams,
-    parameters_record,
 )
-from flows.stage_runner import StageClock, convert_stages, publish_report
+from flows.stage_plan import convert_checkpoint_stages
+from flows.stage_runner import PrefectStages, publish_report
 from tasks.core import layout
 from tasks.core.records import RunSummary
 from tasks.tf.checkpoints import describe_checkpoint
@@ -57,16 +57,10 @@ def convert_checkpoint(
     layout.check_model_name(model_name)
     open_destination(destination)  # a malformed destination fails before any work, not at upload
     record = describe_checkpoint(checkpoint, entrypoint, output_nodes)
-    clock = StageClock()
-    summary = convert_stages(
-        clock, record, model_name=model_name, output_nodes=output_nodes, signature=signature,
-        validation=validation, destination=destination, refresh=refresh_cache, freeze_engine=freeze_engine,
-        sanitise_graph=sanitise, fold_batch_norm=fold_batch_norm,
-        parameters=parameters_record(checkpoint=checkpoint, checkpoint_digest=record.artifact.digest,
-                                     output_nodes=output_nodes, entrypoint=entrypoint, model_name=model_name,
-                                     signature=signature, validation=validation, destination=destination,
-                                     freeze_engine=freeze_engine, sanitise=sanitise,
-                                     fold_batch_norm=fold_batch_norm),
+    summary = convert_checkpoint_stages(
+        PrefectStages(refresh=refresh_cache), record, checkpoint=checkpoint, output_nodes=output_nodes,
+        entrypoint=entrypoint, model_name=model_name, signature=signature, validation=validation,
+        destination=destination, freeze_engine=freeze_engine, sanitise=sanitise, fold_batch_norm=fold_batch_norm,
     )
     publish_report(summary)
     return summary

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.stage_runner import StageClock, convert_stages, persisted, publish_report
+from flows.stage_plan import publish_stages
+from flows.stage_runner import PrefectStages, publish_report
 from flows import defaults
 from flows.params import (
     CheckpointFormat,
@@ -14,16 +15,13 @@ from flows.params import (
     SignatureParams,
     TrainingParams,
     ValidationParams,
-    parameters_record,
 )
 from tasks.core import layout
 from tasks.storage.destinations import open_destination
 from tasks.storage.uris import is_gs_uri
-from tasks.stages.checkpoint import checkpoint as checkpoint_stage
 from tasks.tf.entrypoints import entrypoint_digest
 from tasks.core.errors import ParameterError
 from tasks.core.records import RunSummary
-from tasks.stages.train import train
 from tasks.stages.deploy import deploy
 from tasks.vertex.deploy import VertexParams
 
@@ -60,23 +58,14 @@ def publish_model(
         raise ParameterError(f"vertex.enabled needs a gs:// destination (Vertex AI reads models from Cloud Storage), got {destination!r}")
     open_destination(destination)  # a malformed destination fails before any work, not at upload
     digest = entrypoint_digest(training.entrypoint)  # fails fast on an entrypoint that does not import
-    clock = StageClock()
-    trained = clock.run("train", persisted(train, refresh_cache), training.entrypoint, training.epochs,
-                        training.learning_rate, training.seed, training.options, digest,
-                        progress_key=layout.artifact_key(model_name, "training"))
-    record = clock.run("checkpoint", persisted(checkpoint_stage, refresh_cache), trained, checkpoint_format)
-    summary = convert_stages(
-        clock, record, model_name=model_name, output_nodes=None, signature=signature, validation=validation,
-        destination=destination, refresh=refresh_cache, freeze_engine=freeze_engine,
-        sanitise_graph=False,  # the checkpoint stage writes the serving function's graph: nothing to sanitise
-        fold_batch_norm=fold_batch_norm,
-        parameters=parameters_record(model_name=model_name, training=training, checkpoint_format=checkpoint_format,
-                                     signature=signature, validation=validation, destination=destination,
-                                     freeze_engine=freeze_engine, fold_batch_norm=fold_batch_norm),
+    stages = PrefectStages(refresh=refresh_cache)
+    summary = publish_stages(
+        stages, model_name=model_name, training=training, entrypoint_digest=digest,
+        checkpoint_format=checkpoint_format, signature=signature, validation=validation, destination=destination,
+        freeze_engine=freeze_engine, fold_batch_norm=fold_batch_norm,
     )
-    summary = summary.model_copy(update={"losses": tuple(trained.losses)})
     if vertex.enabled:
-        deployment = clock.run("deploy", deploy, summary.publication, vertex)
-        summary = summary.model_copy(update={"stages": tuple(clock.stages), "deployment": deployment})
+        deployment = stages.clock.run("deploy", deploy, summary.publication, vertex)
+        summary = summary.model_copy(update={"stages": tuple(stages.stages), "deployment": deployment})
     publish_report(summary)
     return summary

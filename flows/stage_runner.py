@@ -1,5 +1,5 @@
-"""The stages every flow shares, and how they run: freeze and export side by side, then validate, then
-upload; each stage's state and time recorded for the run report."""
+"""The plan's stages (:mod:`flows.stage_plan`) run as Prefect tasks: freeze and export side by side, then
+validate, then upload; each stage's state and time recorded for the run report."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ from typing import Any, Optional
 
 from prefect.artifacts import create_markdown_artifact
 
+from flows import stage_plan
 from flows.params import SignatureParams, ValidationParams
 from tasks.core import layout, workspace
 from tasks.core.records import Checkpoint, RunSummary, StageRun
 from tasks.core.report import run_markdown
+from tasks.stages.checkpoint import checkpoint as checkpoint_stage
 from tasks.stages.export import export
-from tasks.core.reference_inputs import describe_reference
 from tasks.stages.freeze import freeze
 from tasks.stages.sanitise import sanitise
+from tasks.stages.train import train
 from tasks.stages.upload import upload
 from tasks.stages.validate import validate
 
@@ -40,6 +42,44 @@ class StageClock:
         return self.record(name, stage(*args, return_state=True, **kwargs), started)
 
 
+class PrefectStages:
+    """Runs the plan's stages (:mod:`flows.stage_plan`) as Prefect tasks, each cached in the workspace.
+
+    ``side_by_side=False`` runs freeze then export inline, in the calling thread: for a conversion that
+    is itself one task on a Dask worker, where submitting would hand the stages back to the cluster
+    and park the worker's thread waiting on them.
+    """
+
+    TASKS = {"train": train, "checkpoint": checkpoint_stage, "sanitise": sanitise, "freeze": freeze,
+             "export": export, "validate": validate, "upload": upload}
+
+    def __init__(self, clock: Optional[StageClock] = None, refresh: bool = False, side_by_side: bool = True) -> None:
+        self.clock = clock or StageClock()
+        self.refresh = refresh
+        self.side_by_side = side_by_side
+
+    @property
+    def stages(self) -> list[StageRun]:
+        return self.clock.stages
+
+    def task(self, name: str) -> Any:
+        return persisted(self.TASKS[name], self.refresh)
+
+    def run(self, name: str, inputs: dict[str, Any], labels: Optional[dict[str, Any]] = None) -> Any:
+        return self.clock.run(name, self.task(name), **inputs, **(labels or {}))
+
+    def run_side_by_side(self, first: tuple[str, dict[str, Any]],
+                         second: tuple[str, dict[str, Any]]) -> tuple[Any, Any]:
+        if not self.side_by_side:
+            return self.run(*first), self.run(*second)
+        started = time.monotonic()
+        futures = [self.task(name).submit(**inputs) for name, inputs in (first, second)]
+        for future in futures:
+            future.wait()
+        return tuple(self.clock.record(name, future.state, started)  # type: ignore[return-value]
+                     for (name, _), future in zip((first, second), futures))
+
+
 def convert_stages(
     clock: StageClock,
     checkpoint: Checkpoint,
@@ -56,38 +96,13 @@ def convert_stages(
     sanitise_graph: bool = True,
     fold_batch_norm: bool = False,
 ) -> RunSummary:
-    """(sanitise →) freeze ∥ export → validate → upload; returns the run summary.
-
-    ``side_by_side=False`` runs freeze then export inline, in the calling thread: for a conversion that
-    is itself one task on a Dask worker, where submitting would hand the stages back to the cluster
-    and park the worker's thread waiting on them.
-    """
-    assert checkpoint.interface is not None
-    # A reference file that is missing or of the wrong kind fails here, before any stage runs.
-    reference = describe_reference(validation.reference_inputs, validation.reference_inputs_file,
-                                   validation.seed, validation.batch_size)
-    if sanitise_graph and checkpoint.format == "tf1":
-        checkpoint = clock.run("sanitise", persisted(sanitise, refresh), checkpoint, list(output_nodes or []))
-    freeze_args = (checkpoint, list(output_nodes or []), freeze_engine, fold_batch_norm)
-    export_args = (checkpoint, signature.input_key, signature.output_key)
-    if side_by_side:
-        started = time.monotonic()
-        frozen_future = persisted(freeze, refresh).submit(*freeze_args)
-        exported_future = persisted(export, refresh).submit(*export_args)
-        frozen_future.wait()
-        exported_future.wait()
-        frozen = clock.record("freeze", frozen_future.state, started)
-        exported = clock.record("export", exported_future.state, started)
-    else:
-        frozen = clock.run("freeze", persisted(freeze, refresh), *freeze_args)
-        exported = clock.run("export", persisted(export, refresh), *export_args)
-    report = clock.run("validate", persisted(validate, refresh), checkpoint, frozen, exported,
-                       reference, validation.rtol, validation.atol,
-                       report_key=layout.artifact_key(model_name, "validation"))
-    publication = clock.run("upload", persisted(upload, refresh), destination, model_name, checkpoint.interface,
-                            frozen, exported, report, parameters)
-    return RunSummary(model_name=model_name, stages=tuple(clock.stages), checkpoint=checkpoint, frozen_graph=frozen,
-                      saved_model=exported, validation=report, publication=publication)
+    """(sanitise →) freeze ∥ export → validate → upload as Prefect tasks; returns the run summary
+    (the stages and their inputs are :func:`flows.stage_plan.convert_stages`)."""
+    return stage_plan.convert_stages(
+        PrefectStages(clock, refresh, side_by_side), checkpoint, model_name=model_name, output_nodes=output_nodes,
+        signature=signature, validation=validation, destination=destination, parameters=parameters,
+        freeze_engine=freeze_engine, sanitise_graph=sanitise_graph, fold_batch_norm=fold_batch_norm,
+    )
 
 
 def publish_report(summary: RunSummary) -> None:
