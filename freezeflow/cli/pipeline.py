@@ -37,6 +37,9 @@ REFERENCE_FILE_HELP = ("Reference batch to validate with: .npy, .npz (one array 
 RTOL_HELP = "Relative tolerance between formats: |a - b| <= atol + rtol * |b| (default 1e-4)."
 ATOL_HELP = "Absolute tolerance between formats (default 1e-5)."
 FOLD_HELP = "Fold batch norms into the preceding convolution or matmul weights of the frozen graph."
+RECORD_HELP = ("Go through Prefect even when every stage is cached, so the run is recorded (and shown in the UI); "
+               "without it a fully cached run is read from the cache without starting Prefect.")
+NOT_RECORDED = "  no Prefect run was recorded: every stage was cached (--record runs it through Prefect)"
 
 
 def print_summary(summary: "RunSummary") -> None:
@@ -67,6 +70,15 @@ def print_summary(summary: "RunSummary") -> None:
     typer.echo("  stages: " + ", ".join(f"{s.name} {s.state}" for s in summary.stages))
 
 
+def print_cached(summary: Optional["RunSummary"]) -> bool:
+    """Print a summary the cached fast path read (:mod:`flows.cached_run`); False when there is none."""
+    if summary is None:
+        return False
+    print_summary(summary)
+    typer.echo(NOT_RECORDED)
+    return True
+
+
 @app.command()
 def run(
     dest: str = typer.Option(defaults.DESTINATION, "--dest", help="Local folder or gs://bucket/prefix to publish to."),
@@ -85,6 +97,7 @@ def run(
     rtol: Optional[float] = typer.Option(None, "--rtol", min=0, help=RTOL_HELP),
     atol: Optional[float] = typer.Option(None, "--atol", min=0, help=ATOL_HELP),
     fold_batch_norm: bool = typer.Option(False, "--fold-batch-norm", help=FOLD_HELP),
+    record: bool = typer.Option(False, "--record", help=RECORD_HELP),
 ) -> None:
     """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
     _one_of(checkpoint_format, _FORMATS, "--format")
@@ -102,6 +115,14 @@ def run(
     check_entrypoint(entrypoint)
     check_destination(dest, model_name)
     prepare_environment()
+    if not (no_cache or record):
+        from flows.cached_run import cached_publish
+        from flows.params import SignatureParams
+
+        if print_cached(cached_publish(model_name=model_name, training=training, checkpoint_format=checkpoint_format,
+                                       signature=SignatureParams(), validation=validation, destination=dest,
+                                       freeze_engine=engine, fold_batch_norm=fold_batch_norm)):
+            return
     api = connect_api()  # a new server starts while Prefect and TensorFlow import below
     from flows.publish import publish_model
 
@@ -188,6 +209,7 @@ def convert(
                                      help="Keep a TF1 training graph as it is (no learning-phase, batch-norm, dropout "
                                           "or optimiser rewrites)."),
     fold_batch_norm: bool = typer.Option(False, "--fold-batch-norm", help=FOLD_HELP),
+    record: bool = typer.Option(False, "--record", help=RECORD_HELP),
 ) -> None:
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
     _engine(engine)
@@ -200,6 +222,15 @@ def convert(
         check_entrypoint(entrypoint)
     check_destination(dest, model_name)
     prepare_environment()
+    if not (no_cache or record):
+        from flows.cached_run import cached_convert
+        from flows.params import SignatureParams
+
+        if print_cached(cached_convert(checkpoint=str(checkpoint), output_nodes=list(output_node or []) or None,
+                                       entrypoint=entrypoint, model_name=model_name, signature=SignatureParams(),
+                                       validation=validation, destination=dest, freeze_engine=engine,
+                                       sanitise=not no_sanitise, fold_batch_norm=fold_batch_norm)):
+            return
     api = connect_api()
     from flows.convert import convert_checkpoint
 

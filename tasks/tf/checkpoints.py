@@ -207,7 +207,10 @@ def tf1_interface(meta_path: Path, output_nodes: list[str]) -> ModelInterface:
 def describe_checkpoint(
     path: str | Path, entrypoint: Optional[str] = None, output_nodes: Optional[list[str]] = None
 ) -> Checkpoint:
-    """A record for a checkpoint a user hands in, TF1 (needs its .meta) or TF2 (needs the entrypoint)."""
+    """A record for a checkpoint a user hands in, TF1 (needs its .meta) or TF2 (needs the entrypoint).
+
+    The interface TensorFlow derives is remembered in the workspace (:func:`known_checkpoint` reads it).
+    """
     prefix = resolve_prefix(path)
     files = reader.checkpoint_files(prefix)
     fmt = reader.checkpoint_format(prefix)
@@ -225,8 +228,45 @@ def describe_checkpoint(
         digest = entrypoint_digest(entrypoint)
         model = build_model(entrypoint, TrainContext(epochs=0, learning_rate=0.0, seed=0))
         interface = model_interface(model, entrypoint)
+    checkpoint = _checkpoint_record(prefix, files, fmt, entrypoint, digest, interface)
+    _remember_interface(checkpoint, output_nodes)
+    return checkpoint
+
+
+def known_checkpoint(
+    path: str | Path, entrypoint: Optional[str] = None, output_nodes: Optional[list[str]] = None
+) -> Optional[Checkpoint]:
+    """What :func:`describe_checkpoint` returns for these files, without TensorFlow: None unless it has
+    described the same content (same files, output nodes, entrypoint source) in this workspace before.
+
+    A TF2 checkpoint's entrypoint is known by the digest of its own file, as the train stage's key knows it.
+    """
+    from tasks.tf.entrypoints import entrypoint_source_digest
+
+    try:
+        prefix = resolve_prefix(path)
+        files = reader.checkpoint_files(prefix)
+        fmt = reader.checkpoint_format(prefix)
+    except (CheckpointError, OSError, ValueError):
+        return None
+    digest = None
+    if fmt == "tf2":
+        digest = entrypoint_source_digest(entrypoint) if entrypoint else None
+        if digest is None:
+            return None
+    unknown = _checkpoint_record(prefix, files, fmt, entrypoint, digest, None)
+    memo = _interface_memo(unknown, output_nodes)
+    try:
+        interface = ModelInterface.model_validate_json(memo.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return unknown.model_copy(update={"interface": interface})
+
+
+def _checkpoint_record(prefix: Path, files: list[Path], fmt: CheckpointFormat, entrypoint: Optional[str],
+                       digest: Optional[str], interface: Optional[ModelInterface]) -> Checkpoint:
     root = prefix.parent
-    checkpoint = Checkpoint(
+    return Checkpoint(
         artifact=Artifact.of(root, [f.relative_to(root).as_posix() for f in files]),
         prefix=prefix.name,
         format=fmt,
@@ -235,7 +275,29 @@ def describe_checkpoint(
         interface=interface,
         variables=read_variables(prefix),
     )
-    return checkpoint
+
+
+def _interface_memo(checkpoint: Checkpoint, output_nodes: Optional[list[str]]) -> Path:
+    """Where the interface of ``checkpoint`` (its ``interface`` left out) is remembered: keyed on the files'
+    content, the output nodes, the entrypoint and this module's code, as a stage's output is."""
+    token = stage_token("describe", __name__, {"checkpoint": checkpoint.model_copy(update={"interface": None}),
+                                               "output_nodes": list(output_nodes or [])})
+    return workspace.home() / "described" / f"{token[:40]}.json"
+
+
+def _remember_interface(checkpoint: Checkpoint, output_nodes: Optional[list[str]]) -> None:
+    import os
+    import uuid
+
+    memo = _interface_memo(checkpoint, output_nodes)
+    assert checkpoint.interface is not None
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        scratch = memo.with_name(f".{memo.name}.{uuid.uuid4().hex[:8]}")
+        scratch.write_text(checkpoint.interface.model_dump_json())
+        os.replace(scratch, memo)  # whole or not at all, for a reader in another process
+    except OSError:
+        pass  # a memo that cannot be written only costs the next command its fast path
 
 
 def check_complete(checkpoint: Checkpoint) -> None:

@@ -190,6 +190,53 @@ def entrypoint_digest(entrypoint: str) -> str:
     return text_sha256(entrypoint)
 
 
+def entrypoint_source_digest(entrypoint: str) -> Optional[str]:
+    """What :func:`entrypoint_digest` returns, found without importing the entrypoint's module (which may
+    import TensorFlow); None when that cannot be told without importing it.
+
+    A ``file.py:function`` entrypoint is its file's digest. A ``package.module:function`` one is its
+    module file's digest only when that file itself defines ``function`` at top level, undecorated and
+    bound once, no ``import *`` (else ``function.__module__``, whose file :func:`entrypoint_digest` reads, may be another).
+    """
+    module_name, function = _split(entrypoint)
+    if module_name.endswith(".py"):
+        return file_sha256(module_name) if Path(module_name).is_file() else None
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # as load_entrypoint does
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    if not origin or not origin.endswith(".py") or not Path(origin).is_file():
+        return None
+    import ast
+
+    try:
+        tree = ast.parse(Path(origin).read_bytes())
+    except (SyntaxError, ValueError):
+        return None
+    bindings = [node for node in tree.body if function in _bound_names(node) or "*" in _bound_names(node)]
+    if len(bindings) != 1 or not isinstance(bindings[0], ast.FunctionDef) or bindings[0].decorator_list:
+        return None
+    return file_sha256(origin)
+
+
+def _bound_names(node: Any) -> set[str]:
+    """Names a top-level statement binds (definitions, imports, assignments, anything nested in if/try)."""
+    import ast
+
+    names: set[str] = set()
+    for child in ast.walk(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(child.name)
+        elif isinstance(child, ast.alias):
+            names.add((child.asname or child.name).split(".")[0])
+        elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+            names.add(child.id)
+    return names
+
+
 def build_model(entrypoint: str, ctx: TrainContext) -> Any:
     """Call an entrypoint and check that what it returns honours the contract."""
     fn = load_entrypoint(entrypoint)

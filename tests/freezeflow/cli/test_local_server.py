@@ -128,8 +128,8 @@ def test_two_runs_started_at_once_start_one_server_that_status_shows_and_stop_st
     assert f"local Prefect server up at {record.url.removesuffix('/api')}" in status.stdout
     assert f"pid {record.pid}, Prefect {record.prefect_version}" in status.stdout
 
-    # The next command uses it: no new server, and a cached run.
-    again = freezeflow("run", "--epochs", "120", cwd=workspaces[0], env=env)
+    # The next command uses it: no new server, and a cached run (--record: through Prefect, not the fast path).
+    again = freezeflow("run", "--epochs", "120", "--record", cwd=workspaces[0], env=env)
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, err[-3000:]
     assert "started a local Prefect server" not in err
