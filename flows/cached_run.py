@@ -26,7 +26,6 @@ from tasks.core import records, workspace
 from tasks.core.cache_keys import stage_key, verify_record
 from tasks.core.records import Record, RunSummary, StageRun
 from tasks.storage.publishing import verify_publication
-from tasks.tf.checkpoints import known_checkpoint
 from tasks.tf.entrypoints import entrypoint_source_digest
 
 logger = logging.getLogger("freezeflow.cache")
@@ -147,6 +146,8 @@ def cached_convert(
     None (also when this workspace has not described these checkpoint files before: that takes TensorFlow)."""
 
     def plan(walker: CachedStages) -> RunSummary:
+        from tasks.tf.checkpoints import known_checkpoint  # the checkpoint reader: only convert needs it
+
         record = known_checkpoint(checkpoint, entrypoint, output_nodes)
         if record is None:
             raise NotCached(f"checkpoint {checkpoint} was not described with these files before")
