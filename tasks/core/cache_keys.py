@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.core.imports import PROJECT_ROOT, closure, module_file
+from tasks.core.imports import PROJECT_PACKAGES, PROJECT_ROOT, closure, module_file
 from tasks.core.records import Artifact
 
 
@@ -53,8 +53,15 @@ def token_digest(*values: Any) -> str:
 def code_digest(module: str, root: Path = PROJECT_ROOT) -> str:
     """Digest of the source of ``module`` and every project module it imports, transitively.
 
-    Cached per process on purpose: a process runs the code it loaded, not what is on disk later.
+    Cached per process on purpose: a process runs the code it loaded, not what is on disk later. Finding
+    the imports means parsing every module in the closure (a quarter of a second for a stage), so the
+    digests are also remembered in the workspace under a digest of every project source file: any edit
+    anywhere misses that memo, and an unchanged tree reads the digests back instead of parsing.
     """
+    tree = source_tree_digest(root)
+    memo = _read_memo(root, tree)
+    if module in memo:
+        return memo[module]
     digest = hashlib.sha256()
     for name in closure(module, root):
         path = module_file(name, root)
@@ -62,7 +69,49 @@ def code_digest(module: str, root: Path = PROJECT_ROOT) -> str:
         source = path.read_bytes()
         digest.update(f"{name}\n{len(source)}\n".encode())  # the boundary between files is part of the key
         digest.update(source)
+    _write_memo(root, tree, {**memo, module: digest.hexdigest()})
     return digest.hexdigest()
+
+
+def source_tree_digest(root: Path = PROJECT_ROOT) -> str:
+    """Digest of every project source file under ``root``: their paths and bytes (a few milliseconds)."""
+    digest = hashlib.sha256()
+    for package in PROJECT_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            source = path.read_bytes()
+            digest.update(f"{path.relative_to(root).as_posix()}\n{len(source)}\n".encode())
+            digest.update(source)
+    return digest.hexdigest()
+
+
+def _memo_path() -> Path:
+    from tasks.core import workspace
+
+    return workspace.home() / "code-digests.json"
+
+
+def _read_memo(root: Path, tree: str) -> dict[str, str]:
+    try:
+        memo = json.loads(_memo_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(memo, dict) or memo.get("root") != str(root) or memo.get("tree") != tree:
+        return {}
+    modules = memo.get("modules")
+    return {k: v for k, v in modules.items() if isinstance(v, str)} if isinstance(modules, dict) else {}
+
+
+def _write_memo(root: Path, tree: str, modules: dict[str, str]) -> None:
+    import os
+    import uuid
+
+    path = _memo_path()
+    scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    try:
+        scratch.write_text(json.dumps({"root": str(root), "tree": tree, "modules": modules}, sort_keys=True))
+        os.replace(scratch, path)  # whole or not at all; two writers at once lose an entry, never a file
+    except OSError:
+        scratch.unlink(missing_ok=True)  # an unwritable workspace only costs the next process a parse
 
 
 def stage_token(stage: str, module: str, inputs: dict[str, Any], root: Path = PROJECT_ROOT) -> str:

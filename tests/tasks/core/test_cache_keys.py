@@ -127,3 +127,24 @@ def test_stage_key_needs_neither_prefect_nor_tensorflow() -> None:
                           env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(len(STAGES))
+
+
+def test_code_digests_are_remembered_per_source_tree_and_any_edit_forgets_them(tree: Path, workspace_home: Path) -> None:
+    import json
+
+    code_digest.cache_clear()
+    first = code_digest("tasks.stages.freeze", tree)
+    memo_file = workspace_home / "code-digests.json"
+    memo = json.loads(memo_file.read_text())
+    assert (memo["root"], memo["modules"]["tasks.stages.freeze"]) == (str(tree), first)
+    # A remembered digest is read back rather than recomputed: a planted value comes back.
+    memo["modules"]["tasks.stages.freeze"] = "planted"
+    memo_file.write_text(json.dumps(memo))
+    code_digest.cache_clear()
+    assert code_digest("tasks.stages.freeze", tree) == "planted"
+    _edit(tree, "tasks.serving.rest")  # outside the freeze stage's code, but the tree is no longer the same
+    code_digest.cache_clear()
+    assert code_digest("tasks.stages.freeze", tree) == first
+    memo_file.write_text("{not json")  # a broken memo is as good as none
+    code_digest.cache_clear()
+    assert code_digest("tasks.stages.freeze", tree) == first
