@@ -96,7 +96,8 @@ def measure(setup: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         wait_health(api_url, server)
         result = run_load(database=setup, api_url=api_url, auth_string=auth, env=env, root=root, runs=args.runs,
-                          clients=args.clients, workers=args.workers, worker_limit=args.worker_limit)
+                          clients=args.clients, workers=args.workers, worker_limit=args.worker_limit,
+                          timeout=args.timeout)
     finally:
         stop_process_tree(server, grace=60)
         if postgres is not None:
@@ -113,7 +114,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-limit", type=int, default=4, help="flow runs one worker runs at once")
     parser.add_argument("--setups", default=",".join(SETUPS))
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for every run to end once created (default: 20 s per run, at least "
+                             "1200 s); a run still not final then counts as lost")
     args = parser.parse_args()
+    if args.timeout is None:
+        args.timeout = max(1200.0, 20.0 * args.runs)
     rows = [measure(setup, args) for setup in args.setups.split(",")]
     header = f"{'setup':24} {'created':>8} {'5xx':>5} {'lost':>5} {'twice':>6} {'completed':>10} " \
              f"{'runs/min':>9} {'create p50':>11} {'create p95':>11} {'read p95':>9}"
