@@ -121,11 +121,11 @@ class BatchProgress:
             progress=0.0, key=PROGRESS_KEY, description=f"convert_many: {total} checkpoints → {destination}")
         self._bar = Progress(
             TextColumn("converting"), BarColumn(),
-            TextColumn("{task.completed}/{task.total} done, {task.fields[failed]} failed"),
+            TextColumn("{task.fields[ok]} done, {task.fields[failed]} failed of {task.total}"),
             TimeElapsedColumn(), TextColumn("{task.fields[rate]}"),
             console=Console(stderr=True), transient=False, disable=not Console(stderr=True).is_terminal,
         )
-        self._task = self._bar.add_task("items", total=total, failed=0, rate="")
+        self._task = self._bar.add_task("items", total=total, ok=0, failed=0, rate="")
         self._bar.start()
 
     def item_finished(self, failed: bool) -> None:
@@ -134,7 +134,7 @@ class BatchProgress:
         self.done += 1
         self.failed += failed
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        self._bar.update(self._task, completed=self.done, failed=self.failed,
+        self._bar.update(self._task, completed=self.done, ok=self.done - self.failed, failed=self.failed,
                          rate=f"{60 * self.done / elapsed:.1f} items/min")
         update_progress_artifact(self._artifact, progress=100.0 * self.done / max(self.total, 1))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,3 +150,144 @@ def test_items_of_a_killed_worker_are_converted_elsewhere_and_published_once(
     assert "w-doomed" not in {r["worker"] for r in rows}  # its item finished on another worker
     for name in models:
         assert sorted(p.name for p in (dest / name).iterdir()) == ["1"], name  # exactly once
+
+
+# --- a local cluster, the progress bar, the cap, a hung item ------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+BAR = re.compile(r"converting\s.*?(\d+) done, (\d+) failed of (\d+)\s+(\d+):(\d\d):(\d\d)\s+(?:([\d.]+) items/min)?")
+
+
+def run_with_terminal(args: list[str], cwd: Path, home: Path, sample: Any = None) -> tuple[int, str, str]:
+    """The command with its stderr on a terminal (a pty, 160 columns), as a person runs it; stdout to a pipe.
+
+    ``sample`` is called every 0.2 s with the command's pid while it runs. Returns the exit code, stdout
+    and what the terminal showed (ANSI codes removed)."""
+    import pty
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
+    env.update({"PREFECT_API_URL": str(PREFECT_API_URL.value()), "FREEZEFLOW_HOME": str(home), "TERM": "xterm",
+                "COLUMNS": "160", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO)})
+    primary, secondary = pty.openpty()
+    stdout = cwd / "stdout.txt"
+    with stdout.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "freezeflow", "convert-many", *args], cwd=cwd, env=env,
+                                   stdout=out, stderr=secondary, stdin=subprocess.DEVNULL)
+    os.close(secondary)
+    shown = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 900
+    while process.poll() is None and time.monotonic() < deadline:
+        if sample is not None:
+            sample(process.pid)
+        time.sleep(0.2)
+    if process.poll() is None:
+        process.kill()
+        pytest.fail("convert-many did not finish within 900 s")
+    reader.join(timeout=30)
+    os.close(primary)
+    return process.returncode, stdout.read_text(), ANSI.sub("", shown.decode(errors="replace").replace("\r", "\n"))
+
+
+def test_a_local_cluster_of_n_workers_runs_items_in_n_processes_shows_a_bar_and_leaves_nothing_running(
+    tmp_path: Path, workspace_home: Path
+) -> None:
+    import psutil
+
+    models = write_sweep(tmp_path / "runs", 3, start=20)
+    corrupt = tmp_path / "runs" / "run-bad"
+    shutil.copytree(tmp_path / "runs" / "run-20", corrupt)
+    (corrupt / "model.index").write_bytes(b"not an index")
+    seen: dict[int, str] = {}  # every process below the command while it ran: pid -> command line
+
+    def sample(pid: int) -> None:
+        try:
+            for child in psutil.Process(pid).children(recursive=True):
+                seen.setdefault(child.pid, " ".join(child.cmdline()))
+        except psutil.Error:
+            pass
+
+    code, out, shown = run_with_terminal(
+        [str(tmp_path / "runs"), "--output-node", "y", "--workers", "3", "--dest", str(tmp_path / "published"),
+         "--json"], tmp_path, workspace_home, sample)
+    assert code == 1, shown[-3000:]
+    rows = {row["model"]: row for row in json.loads(out)["items"]}
+    assert {m: r["outcome"] for m, r in rows.items()} == {**{m: "published" for m in models}, "run-bad": "failed"}
+
+    # Three worker processes of a local cluster, each converting one of the first three items.
+    workers = {pid for pid, command in seen.items() if "spawn_main" in command}
+    assert len(workers) == 3, seen
+    assert {r["worker"] for r in rows.values() if r["worker"]} == {"0", "1", "2"}
+    # Nothing of the cluster is left once the command has returned.
+    deadline = time.monotonic() + 10
+    while (alive := [p for p in seen if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not alive, {p: seen[p] for p in alive}
+
+    # The bar the person watched: counts as items finished, then all four, one failed, elapsed time, a rate.
+    bars = [m.groups() for m in BAR.finditer(shown)]
+    assert bars, shown[-3000:]
+    assert bars[0][:3] == ("0", "0", "4")
+    finished = [int(done) + int(failed) for done, failed, *_ in bars]
+    assert finished == sorted(finished) and len(set(finished)) > 2  # it moved as items finished
+    done, failed, total, hours, minutes, seconds, rate = bars[-1]
+    assert (done, failed, total) == ("3", "1", "4")
+    elapsed = 3600 * int(hours) + 60 * int(minutes) + int(seconds)
+    assert elapsed >= 1 and rate is not None
+    assert float(rate) == pytest.approx(60 * 4 / elapsed, rel=0.5)  # finished items per minute, near the end
+
+
+def task_run_intervals(names: list[str]) -> list[tuple[Any, Any]]:
+    """Start and end of each named task run, read back from the Prefect API once all are final."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=names)))
+            if len(runs) == len(names) and all(r.start_time and r.end_time for r in runs):
+                return [(r.start_time, r.end_time) for r in runs]
+            if time.monotonic() > deadline:
+                pytest.fail(f"task runs {names} not all finished in the API: {[(r.name, r.state) for r in runs]}")
+            time.sleep(0.5)
+
+
+def most_at_once(intervals: list[tuple[Any, Any]]) -> int:
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals],
+                    key=lambda e: (e[0], e[1]))  # an end before a start at the same instant
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_max_parallel_caps_the_conversions_running_at_once(
+    cluster: DaskCluster, tmp_path: Path, workspace_home: Path
+) -> None:
+    uncapped = write_sweep(tmp_path / "uncapped", 4, start=60)
+    capped = write_sweep(tmp_path / "capped", 4, start=70)
+    for folder, extra in (("uncapped", []), ("capped", ["--max-parallel", "1"])):
+        result = convert_many(str(tmp_path / folder), "--output-node", "y", "--dask", cluster.address, *extra,
+                              "--dest", str(tmp_path / "published"), "--json", cwd=tmp_path, home=workspace_home)
+        assert result.returncode == 0, result.stderr[-3000:]
+    # Two workers run two at once when nothing caps them; with --max-parallel 1, never more than one.
+    assert most_at_once(task_run_intervals([f"convert-{m}" for m in uncapped])) == 2
+    capped_runs = task_run_intervals([f"convert-{m}" for m in capped])
+    assert most_at_once(capped_runs) == 1, sorted(capped_runs)
