@@ -23,6 +23,8 @@ from tasks.fleet.items import BatchSettings, FleetItem
 PROGRESS_KEY = "convert-many-progress"
 TABLE_KEY = "convert-many-outcomes"
 COLUMNS = ("item", "model", "version", "outcome", "reason", "seconds")
+ITEM_TIMEOUT = 3600.0  # seconds one item may take before it fails on its own
+RESTART_TIMEOUT = 60.0  # seconds a hung worker's restart may take
 
 
 # --- one item, on a worker ----------------------------------------------------------------------
@@ -147,39 +149,38 @@ def run_window(runner: Any, items: Iterator[FleetItem], batch: BatchSettings, ca
     """Submit items as earlier ones finish, never more than ``cap`` at once, and collect one row each.
 
     Items are read from the SOURCE stream only as slots free up, so neither the flow nor the scheduler
-    holds a 10,000-item batch at once; ``item_timeout`` bounds each wait (all workers gone, say).
+    holds a 10,000-item batch at once. Every wait is bounded: an item with no result ``item_timeout``
+    seconds after it was submitted fails on its own (a hung conversion, or no worker left to run it),
+    its worker is restarted so the hung thread does not hold a slot, and the batch goes on.
     """
     from distributed import Client
     from distributed import wait as dask_wait
 
     rows: list[dict[str, Any]] = []
-    inflight: dict[Any, tuple[FleetItem, float]] = {}
+    inflight: dict[Any, tuple[FleetItem, float, float]] = {}  # future -> (item, submitted, deadline)
 
     def submit_next() -> bool:
         item = next(items, None)
         if item is None:
             return False
         future = runner.submit(convert_item, {"item": item, "batch": batch})
-        inflight[future] = (item, time.monotonic())
+        now = time.monotonic()
+        inflight[future] = (item, now, now + item_timeout)
         return True
 
     while len(inflight) < cap and submit_next():
         pass
     while inflight:
         by_dask = {f.wrapped_future: f for f in inflight}
+        wait_for = max(min(deadline for _, _, deadline in inflight.values()) - time.monotonic(), 0.05)
         try:
             with Client.as_current(runner.client):  # the runner's client is not the process's default
-                done, _ = dask_wait(list(by_dask), timeout=item_timeout, return_when="FIRST_COMPLETED")
+                done, _ = dask_wait(list(by_dask), timeout=wait_for, return_when="FIRST_COMPLETED")
         except TimeoutError:
-            for future, (item, started) in inflight.items():
-                future.wrapped_future.cancel()
-                rows.append(_failed_row(item, f"no result within {item_timeout:g}s; are the Dask workers alive?",
-                                        started))
-                progress.item_finished(failed=True)
-            break
+            done = set()
         for wrapped in done:
             future = by_dask[wrapped]
-            item, started = inflight.pop(future)
+            item, started, _ = inflight.pop(future)
             future.wait()
             state = future.state if wrapped.status != "error" else None
             if state is not None and state.is_completed():
@@ -188,7 +189,52 @@ def run_window(runner: Any, items: Iterator[FleetItem], batch: BatchSettings, ca
                 rows.append(_failed_row(item, failure_reason(future), started))
             progress.item_finished(failed=rows[-1]["outcome"] == "failed")
             submit_next()
+        expired = [f for f, (_, _, deadline) in inflight.items() if deadline <= time.monotonic()]
+        if expired:
+            abandon(runner, expired, f"no result within {item_timeout:g}s (--item-timeout)")
+            for future in expired:
+                item, started, _ = inflight.pop(future)
+                rows.append(_failed_row(item, f"no result within {item_timeout:g}s (--item-timeout); the conversion "
+                                              "hung or no worker was left to run it", started))
+                progress.item_finished(failed=True)
+            for _ in expired:
+                submit_next()
     return rows
+
+
+def abandon(runner: Any, futures: list[Any], reason: str) -> None:
+    """Give up on items past their deadline: cancel them, mark their Prefect task runs Failed (a worker that
+    hangs never reports again), and restart the workers running them, so a hung thread frees its slot.
+
+    Every call here is bounded; a step that fails is logged and the batch goes on.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.logging import get_run_logger
+    from prefect.states import Failed
+
+    logger = get_run_logger()
+    client = runner.client
+    keys = {f.wrapped_future.key for f in futures}
+    try:
+        stuck = sorted(address for address, running in client.processing().items() if keys & set(running))
+    except Exception as exc:  # noqa: BLE001 - the scheduler itself may be gone
+        logger.warning("could not ask the Dask scheduler which workers hold %d timed-out item(s): %s", len(keys), exc)
+        stuck = []
+    for future in futures:
+        future.wrapped_future.cancel()
+    with get_client(sync_client=True) as api:
+        for future in futures:
+            try:
+                api.set_task_run_state(future.task_run_id, Failed(message=reason), force=True)
+            except Exception as exc:  # noqa: BLE001 - the item's row still says it failed
+                logger.warning("could not mark task run %s failed: %s", future.task_run_id, exc)
+    if stuck:
+        logger.warning("restarting Dask worker(s) %s: an item there gave %s", ", ".join(stuck), reason)
+        try:
+            outcome = client.restart_workers(stuck, timeout=RESTART_TIMEOUT, raise_for_error=False)
+            logger.info("restart of %s: %s", ", ".join(stuck), outcome)
+        except Exception as exc:  # noqa: BLE001 - a worker without a nanny cannot be restarted from here
+            logger.warning("could not restart Dask worker(s) %s: %s", ", ".join(stuck), exc)
 
 
 def _failed_row(item: FleetItem, reason: str, started: float) -> dict[str, Any]:
@@ -221,7 +267,9 @@ def convert_many(
     validation: ValidationParams = ValidationParams(),
     refresh_cache: bool = False,
     freeze_engine: FreezeEngine = "stream",
-    item_timeout_seconds: Annotated[float, Field(gt=0, description="Longest wait for the next item.")] = 3600,
+    item_timeout_seconds: Annotated[float, Field(
+        gt=0, description="Longest one item may take, from when it is submitted; past it the item fails and the "
+                          "worker running it is restarted.")] = ITEM_TIMEOUT,
 ) -> Any:
     """Convert every checkpoint the SOURCEs name; the run fails (naming the count) if any item failed.
 
@@ -239,7 +287,9 @@ def convert_many(
         validation: Reference inputs and the tolerance the three formats must agree within.
         refresh_cache: Run every stage even if a cached result exists.
         freeze_engine: TF1 freezing: stream (freezeflow's engine) or tf (TensorFlow's).
-        item_timeout_seconds: Longest wait for the next item to finish before the rest are failed.
+        item_timeout_seconds: Longest one item may take, counted from when it is submitted (at most
+            ``max_parallel`` at a time); past it the item fails on its own and the worker running it is
+            restarted, so a hung conversion never holds the batch.
     """
     from prefect.context import get_run_context
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -32,6 +32,9 @@ def convert_many(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Local cluster's worker processes (default: cores)."),
     max_parallel: Optional[int] = typer.Option(
         None, "--max-parallel", min=1, help="Conversions at once (default: the cluster's worker threads)."),
+    item_timeout: float = typer.Option(
+        3600.0, "--item-timeout", min=1, metavar="SECONDS",
+        help="Longest one item may take; past it the item fails (the rest go on) and its worker is restarted."),
     output_node: Optional[list[str]] = typer.Option(
         None, "--output-node", help="Output node of TF1 checkpoints that do not name their own (repeatable)."),
     entrypoint: Optional[str] = typer.Option(
@@ -69,7 +72,7 @@ def convert_many(
     try:
         state = flow(sources=sources, destination=dest, output_nodes=nodes, entrypoint=entrypoint,
                      dask_address=address, workers=workers, max_parallel=max_parallel, refresh_cache=no_cache,
-                     freeze_engine=engine, return_state=True)
+                     freeze_engine=engine, item_timeout_seconds=item_timeout, return_state=True)
     except ValidationError as exc:
         fail(pydantic_reason(exc))
     except Exception as exc:  # Prefect raises parameter errors before any state exists

@@ -291,3 +291,49 @@ def test_max_parallel_caps_the_conversions_running_at_once(
     assert most_at_once(task_run_intervals([f"convert-{m}" for m in uncapped])) == 2
     capped_runs = task_run_intervals([f"convert-{m}" for m in capped])
     assert most_at_once(capped_runs) == 1, sorted(capped_runs)
+
+
+HANG = '''
+import time
+
+
+def build(ctx):
+    while True:  # a model builder that never returns (waiting on a lock, a mount, a server)
+        time.sleep(0.5)
+'''
+
+
+def test_a_hung_item_fails_alone_after_item_timeout_and_its_worker_is_restarted(
+    cluster: DaskCluster, tmp_path: Path, workspace_home: Path
+) -> None:
+    import tensorflow as tf
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    models = write_sweep(tmp_path / "runs", 2, start=80)
+    tf.train.Checkpoint(v=tf.Variable(1.0)).save(str(tmp_path / "stuck" / "ckpt"))
+    (tmp_path / "hang.py").write_text(HANG)
+    listing = tmp_path / "batch.jsonl"
+    listing.write_text(json.dumps({"checkpoint": str(tmp_path / "stuck"), "model_name": "a-stuck",
+                                   "entrypoint": f"{tmp_path / 'hang.py'}:build"}) + "\n"
+                       + "".join(json.dumps({"checkpoint": str(tmp_path / "runs" / m), "output_nodes": ["y"]}) + "\n"
+                                 for m in models))
+    with cluster.client() as client:
+        before = {info["name"]: address for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
+    result = convert_many(str(listing), "--dask", cluster.address, "--item-timeout", "60", "--dest",
+                          str(tmp_path / "published"), "--json", cwd=tmp_path, home=workspace_home)
+    assert result.returncode == 1, result.stderr[-3000:]
+    rows = {row["model"]: row for row in json.loads(result.stdout)["items"]}
+    assert {m: r["outcome"] for m, r in rows.items()} == {**{m: "published" for m in models}, "a-stuck": "failed"}
+    assert rows["a-stuck"]["reason"] == ("no result within 60s (--item-timeout); the conversion hung or no worker "
+                                         "was left to run it")
+    assert result.stderr.strip().splitlines()[-1].startswith("error: 1 of 3 items failed")
+    # Its task run is not left Running in the UI, and the worker that hung was restarted, not lost.
+    with get_client(sync_client=True) as api:
+        [stuck] = api.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=["convert-a-stuck"])))
+    assert stuck.state.is_failed() and "no result within 60s" in stuck.state.message
+    cluster.wait_for_workers(["w-a", "w-b"])
+    with cluster.client() as client:
+        after = {info["name"]: address for address, info in client.scheduler_info(n_workers=-1)["workers"].items()}
+    assert {"w-a", "w-b"} <= set(after)
+    assert sum(before[name] != after[name] for name in ("w-a", "w-b")) == 1, (before, after)  # one new process
