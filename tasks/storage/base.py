@@ -14,12 +14,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from tasks.core import layout
 from tasks.core.digests import combined_digest, file_sha256
 from tasks.core.errors import StaleArtifactError
-from tasks.core.records import FileDigest, Publication
+
+if TYPE_CHECKING:  # the records (Pydantic models) load only when a version is published: `ls` needs none
+    from tasks.core.records import Publication
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class Destination(ABC):
         existing = self.find_published(model, digest)
         if existing is not None:
             found = self.read_manifest(model, existing) or {}
+            from tasks.core.records import FileDigest, Publication
+
             return Publication(
                 destination=self.uri, model_name=model, version=existing,
                 uri=self.version_uri(model, existing), content_digest=digest,

@@ -23,7 +23,7 @@ import uuid
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import google_crc32c
 from google.api_core import exceptions as api_exceptions
@@ -37,7 +37,9 @@ from tasks.core.errors import ParameterError, PermanentDestinationError, StaleAr
 from tasks.storage.gcs_errors import classify, reason, retryable
 from tasks.storage.gcs_progress import UploadCancelled, UploadProgress, UploadReader
 from tasks.storage.uris import is_gs_uri, split_gs_uri
-from tasks.core.records import FileDigest, Publication
+
+if TYPE_CHECKING:  # the records (Pydantic models) load only when a version is published: `ls` needs none
+    from tasks.core.records import Publication
 
 logger = logging.getLogger("freezeflow.gcs")
 
@@ -225,6 +227,8 @@ class GCSDestination(Destination):
             raise error from exc
         logger.info("published %s (%d files, %.1f MiB)", self.version_uri(model, version), len(files),
                     sum(f.size for f in files) / _MIB)
+        from tasks.core.records import FileDigest, Publication
+
         return Publication(
             destination=self.uri, model_name=model, version=version, uri=self.version_uri(model, version),
             content_digest=digest, manifest_sha256=hashlib.sha256(data).hexdigest(),

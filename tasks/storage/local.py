@@ -8,14 +8,16 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from tasks.core import layout
 from tasks.core.digests import file_sha256
 from tasks.core.errors import ParameterError, PermanentDestinationError, TransientDestinationError
 from tasks.core.os_errors import is_transient, os_error_reason
-from tasks.core.records import FileDigest, Publication
 from tasks.storage.base import Destination, PublishFile, _sha, manifest_bytes, parse_manifest
+
+if TYPE_CHECKING:  # the records (Pydantic models) load only when a version is published: `ls` needs none
+    from tasks.core.records import Publication
 
 
 def _classify(exc: OSError, what: str) -> Exception:
@@ -101,6 +103,8 @@ class LocalDestination(Destination):
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        from tasks.core.records import FileDigest, Publication
+
         return Publication(
             destination=self.uri, model_name=model, version=version, uri=self.version_uri(model, version),
             content_digest=manifest["content_digest"], manifest_sha256=_sha(data),
