@@ -65,7 +65,10 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any
 
 
 def environment(server_home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
+    # A user's shell writes bytecode: without it (this project's CI machines set PYTHONDONTWRITEBYTECODE)
+    # every command would compile the project's sources again, a cost no user pays after the first run.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "FREEZEFLOW_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update({"PYTHONPATH": str(REPO), "FREEZEFLOW_SERVER_HOME": str(server_home),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
     env.update(extra)
