@@ -255,3 +255,38 @@ def test_failed_upload_names_its_reason_in_the_logs_and_a_retry_resumes_from_the
                       "export": "Cached", "validate": "Cached", "upload": "Completed"}
     manifest = assert_published(dest / "e2e-retry" / "1")
     assert manifest["flow_run_id"] == str(run.id)
+
+
+def test_convert_many_deployment_converts_a_sweep_on_a_local_cluster_and_reports_it(
+    prefect_stack: PrefectStack, tmp_path: Path,
+) -> None:
+    from prefect.deployments import run_deployment
+
+    from tests.guide import write_sweep
+
+    models = write_sweep(tmp_path / "sweep", 3, start=30)
+    listing = tmp_path / "more.jsonl"
+    listing.write_text(json.dumps({"checkpoint": "missing/model", "model_name": "missing"}) + "\n")
+    dest = tmp_path / "published"
+    with prefect_stack.settings():
+        run = run_deployment("convert_many/local", timeout=0, parameters={
+            "sources": [str(tmp_path / "sweep"), str(listing)], "destination": str(dest), "output_nodes": ["y"],
+            "workers": 1, "validation": {"reference_inputs": [1.0, 2.0, 3.0]}})
+    finished = prefect_stack.wait_final(run.id, timeout=900)
+    # One missing checkpoint fails the run by its count; the three good ones are published all the same.
+    assert finished.state.is_failed(), f"{finished.state.name}: {finished.state.message}\n{prefect_stack.diagnostics()}"
+    assert finished.state.message == "1 of 4 items failed (3 published, 0 cached, 1 failed of 4)"
+    for name, (m, b) in models.items():
+        manifest = assert_published(dest / name / "1")
+        assert manifest["validation"]["reference_inputs"] == [1.0, 2.0, 3.0]
+        for source in ("checkpoint", "frozen_graph", "saved_model"):  # each model its own m*x+b
+            assert manifest["validation"]["predictions"][source] == pytest.approx([m + b, 2 * m + b, 3 * m + b],
+                                                                                 abs=1e-4)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(models)
+    artifacts = read_run_artifacts(prefect_stack, run.id, {"convert-many-outcomes", "convert-many-progress"})
+    table = artifacts["convert-many-outcomes"].data
+    rows = {row["model"]: row for row in (json.loads(table) if isinstance(table, str) else table)}
+    assert {m: (r["outcome"], r["version"]) for m, r in rows.items()} == {
+        **{m: ("published", 1) for m in models}, "missing": ("failed", "")}
+    assert rows["missing"]["reason"] == f"checkpoint {tmp_path}/missing/model: folder {tmp_path}/missing does not exist"
+    assert float(artifacts["convert-many-progress"].data) == 100.0
