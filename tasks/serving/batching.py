@@ -85,7 +85,8 @@ def batch_rows(request: PredictRequest, spec: SignatureSpec) -> Optional[int]:
 
 def batch_key(version: Any, request: PredictRequest) -> Hashable:
     """Requests batch together only for the same loaded version and signature and the same inner shapes."""
-    shapes = tuple(sorted((name, array.shape[1:], str(array.dtype)) for name, array in request.inputs.items()))
+    # The dtype itself, not its name: str(dtype) cost more than the rest of the key (profiled at 64 clients).
+    shapes = tuple(sorted((name, array.shape[1:], array.dtype) for name, array in request.inputs.items()))
     return (id(version), request.signature_name, shapes)
 
 
