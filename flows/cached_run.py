@@ -3,7 +3,8 @@
 When every stage of a run is cached, a Prefect run of it only starts Prefect and reads the records
 (issue 13: about as long as six empty tasks). This module walks the same plan (:mod:`flows.stage_plan`),
 keys each stage as its Prefect cache policy does (:func:`tasks.core.cache_keys.stage_key`, one function
-for both), reads the record Prefect stored under that key in the workspace's result storage, and checks
+for both), reads the record Prefect stored under that key in the workspace's key and result storage
+(a local workspace's; with a gs:// workspace the run goes through Prefect), and checks
 it as the policy does: its files still hold their digests; a publication is still published.
 
 The first miss, unreadable record or stale artifact ends the walk with ``None``: the caller then runs the
@@ -39,32 +40,36 @@ class NotCached(Exception):
     """A stage has no usable cached record: the run has to go through Prefect."""
 
 
-def read_result_record(path: Path) -> Any:
-    """The value in one of Prefect's result records, as a project record.
+def read_result_record(key_file: Path) -> Any:
+    """The value Prefect cached under a key, as a project record.
 
-    Prefect stores ``{"metadata": {..., "serializer": {"type": "json"}, "expiration": ...}, "result": TEXT}``
-    where TEXT is its JSON encoding of the value: a Pydantic model as ``{"__class__": qualified name,
-    "data": model_dump(mode="json")}``. Only records of :mod:`tasks.core.records` are read back.
+    The cache policy's key storage holds Prefect's metadata at ``WORKSPACE/cache-keys/KEY``
+    (``{"storage_key": ..., "serializer": {"type": "json"}, "expiration": ...}``), written after the value
+    itself, at ``WORKSPACE/results/KEY``: Prefect's JSON encoding of it, a Pydantic model as
+    ``{"__class__": qualified name, "data": model_dump(mode="json")}``. Only records of
+    :mod:`tasks.core.records` are read back.
     """
-    document = json.loads(path.read_bytes())
-    metadata = document["metadata"]
+    metadata = json.loads(key_file.read_bytes())
     if metadata.get("expiration") is not None:  # the stages never set one; an expiring record is Prefect's call
-        raise NotCached(f"{path.name} carries an expiration")
+        raise NotCached(f"{key_file.name} carries an expiration")
     if metadata["serializer"]["type"] != "json":
-        raise NotCached(f"{path.name} is not a JSON result")
-    value = json.loads(document["result"])
+        raise NotCached(f"{key_file.name} is not a JSON result")
+    # The result's own name, under this workspace's results: a local storage key is an absolute path.
+    value = json.loads((workspace.results_dir() / Path(metadata["storage_key"]).name).read_bytes())
     qualified = value.get("__class__", "") if isinstance(value, dict) else ""
     module, _, name = qualified.rpartition(".")
     kind = getattr(records, name, None) if module == records.__name__ else None
     if not (isinstance(kind, type) and issubclass(kind, Record)) or set(value) != {"__class__", "data"}:
-        raise NotCached(f"{path.name} holds {qualified or type(value).__name__}, not a freezeflow record")
+        raise NotCached(f"{key_file.name} holds {qualified or type(value).__name__}, not a freezeflow record")
     return kind.model_validate(value["data"])
 
 
 def cached_record(stage: str, inputs: dict[str, Any]) -> tuple[str, Any]:
     """The key of ``stage`` on ``inputs`` and its cached record, verified; raises :class:`NotCached`."""
     key = stage_key(stage, stage_plan.STAGE_MODULES[stage], inputs)
-    path = workspace.results_dir() / key
+    if workspace.remote():  # a gs:// workspace's records are read by the Prefect run
+        raise NotCached(f"{stage}: the workspace {workspace.uri()} is remote")
+    path = workspace.keys_dir() / key
     if not path.is_file():
         raise NotCached(f"{stage}: nothing cached under {key}")
     try:

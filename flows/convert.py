@@ -15,7 +15,7 @@ from flows.params import (
     ValidationParams,
 )
 from flows.stage_plan import convert_checkpoint_stages
-from flows.stage_runner import PrefectStages, publish_report
+from flows.stage_runner import PrefectStages, in_run_workspace, publish_report
 from tasks.core import layout
 from tasks.core.records import RunSummary
 from tasks.tf.checkpoints import describe_checkpoint
@@ -35,6 +35,7 @@ def convert_checkpoint(
     freeze_engine: FreezeEngine = defaults.FREEZE_ENGINE,
     sanitise: bool = True,
     fold_batch_norm: bool = False,
+    workspace: Optional[str] = None,
 ) -> RunSummary:
     """Convert the checkpoint at ``checkpoint`` (a prefix, or a folder with a ``checkpoint`` file).
 
@@ -53,17 +54,19 @@ def convert_checkpoint(
         freeze_engine: TF1 freezing: stream (freezeflow's engine) or tf (TensorFlow's).
         sanitise: Rewrite a TF1 training graph for inference (learning phase, batch norm, dropout, optimiser).
         fold_batch_norm: Fold inference batch norms into the preceding convolution or matmul of the frozen graph.
+        workspace: Where cache records and stage outputs live: a folder or gs://bucket/prefix (default: FREEZEFLOW_WORKSPACE, else the local .freezeflow).
     """
-    layout.check_model_name(model_name)
-    open_destination(destination)  # a malformed destination fails before any work, not at upload
-    record = describe_checkpoint(checkpoint, entrypoint, output_nodes)
-    summary = convert_checkpoint_stages(
-        PrefectStages(refresh=refresh_cache), record, checkpoint=checkpoint, output_nodes=output_nodes,
-        entrypoint=entrypoint, model_name=model_name, signature=signature, validation=validation,
-        destination=destination, freeze_engine=freeze_engine, sanitise=sanitise, fold_batch_norm=fold_batch_norm,
-    )
-    publish_report(summary)
-    return summary
+    with in_run_workspace(workspace):
+        layout.check_model_name(model_name)
+        open_destination(destination)  # a malformed destination fails before any work, not at upload
+        record = describe_checkpoint(checkpoint, entrypoint, output_nodes)
+        summary = convert_checkpoint_stages(
+            PrefectStages(refresh=refresh_cache), record, checkpoint=checkpoint, output_nodes=output_nodes,
+            entrypoint=entrypoint, model_name=model_name, signature=signature, validation=validation,
+            destination=destination, freeze_engine=freeze_engine, sanitise=sanitise, fold_batch_norm=fold_batch_norm,
+        )
+        publish_report(summary)
+        return summary
 
 
 __all__ = ["convert_checkpoint"]

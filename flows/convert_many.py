@@ -306,7 +306,7 @@ def convert_many(
     if address:
         check_scheduler(address)
     total = check_batch(sources, output_nodes=output_nodes, entrypoint=entrypoint)  # all refusals before any work
-    batch = BatchSettings(destination=destination, workspace=str(workspace.home()),
+    batch = BatchSettings(destination=destination, workspace=workspace.uri(),
                           signature=signature.model_dump(), validation=validation.model_dump(),
                           refresh_cache=refresh_cache, freeze_engine=freeze_engine)
     runner = DaskTaskRunner(address=address) if address else DaskTaskRunner(cluster_kwargs=local_cluster_kwargs(workers))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from prefect import flow
 
 from flows.stage_plan import publish_stages
-from flows.stage_runner import PrefectStages, publish_report
+from flows.stage_runner import PrefectStages, in_run_workspace, publish_report
 from flows import defaults
 from flows.params import (
     CheckpointFormat,
@@ -38,6 +40,7 @@ def publish_model(
     freeze_engine: FreezeEngine = defaults.FREEZE_ENGINE,
     fold_batch_norm: bool = False,
     vertex: VertexParams = VertexParams(),
+    workspace: Optional[str] = None,
 ) -> RunSummary:
     """Run the whole pipeline; a second run with the same parameters is served from the cache.
 
@@ -52,20 +55,22 @@ def publish_model(
         freeze_engine: TF1 freezing: stream (freezeflow's engine) or tf (TensorFlow's).
         fold_batch_norm: Fold inference batch norms into the preceding convolution or matmul of the frozen graph.
         vertex: Optional Vertex AI deployment of the published gs:// version.
+        workspace: Where cache records and stage outputs live: a folder or gs://bucket/prefix (default: FREEZEFLOW_WORKSPACE, else the local .freezeflow).
     """
-    layout.check_model_name(model_name)
-    if vertex.enabled and not is_gs_uri(destination):
-        raise ParameterError(f"vertex.enabled needs a gs:// destination (Vertex AI reads models from Cloud Storage), got {destination!r}")
-    open_destination(destination)  # a malformed destination fails before any work, not at upload
-    digest = entrypoint_digest(training.entrypoint)  # fails fast on an entrypoint that does not import
-    stages = PrefectStages(refresh=refresh_cache)
-    summary = publish_stages(
-        stages, model_name=model_name, training=training, entrypoint_digest=digest,
-        checkpoint_format=checkpoint_format, signature=signature, validation=validation, destination=destination,
-        freeze_engine=freeze_engine, fold_batch_norm=fold_batch_norm,
-    )
-    if vertex.enabled:
-        deployment = stages.clock.run("deploy", deploy, summary.publication, vertex)
-        summary = summary.model_copy(update={"stages": tuple(stages.stages), "deployment": deployment})
-    publish_report(summary)
-    return summary
+    with in_run_workspace(workspace):
+        layout.check_model_name(model_name)
+        if vertex.enabled and not is_gs_uri(destination):
+            raise ParameterError(f"vertex.enabled needs a gs:// destination (Vertex AI reads models from Cloud Storage), got {destination!r}")
+        open_destination(destination)  # a malformed destination fails before any work, not at upload
+        digest = entrypoint_digest(training.entrypoint)  # fails fast on an entrypoint that does not import
+        stages = PrefectStages(refresh=refresh_cache)
+        summary = publish_stages(
+            stages, model_name=model_name, training=training, entrypoint_digest=digest,
+            checkpoint_format=checkpoint_format, signature=signature, validation=validation, destination=destination,
+            freeze_engine=freeze_engine, fold_batch_norm=fold_batch_norm,
+        )
+        if vertex.enabled:
+            deployment = stages.clock.run("deploy", deploy, summary.publication, vertex)
+            summary = summary.model_copy(update={"stages": tuple(stages.stages), "deployment": deployment})
+        publish_report(summary)
+        return summary

@@ -6,6 +6,8 @@ it fails unless every format gives the guide's answers (2.0, 3.0, 4.0 at x = 2, 
 
 from __future__ import annotations
 
+from typing import Optional
+
 from prefect import flow
 
 from flows import defaults
@@ -33,13 +35,15 @@ def check_guide_answers(summary: RunSummary) -> None:
 
 
 @flow(name="smoke", description="The whole pipeline on the default model, uncached, checked against the guide's numbers.")
-def smoke(destination: DestinationURI = defaults.SMOKE_DESTINATION, epochs: int = defaults.SMOKE_EPOCHS) -> RunSummary:
+def smoke(destination: DestinationURI = defaults.SMOKE_DESTINATION, epochs: int = defaults.SMOKE_EPOCHS,
+          workspace: Optional[str] = None) -> RunSummary:
     summary = publish_model(
         model_name="smoke",
         training=TrainingParams(epochs=epochs),
         validation=ValidationParams(reference_inputs=list(GUIDE)),
         destination=destination,
         refresh_cache=True,
+        workspace=workspace,
     )
     check_guide_answers(summary)
     return summary

@@ -4,7 +4,8 @@ validate, then upload; each stage's state and time recorded for the run report."
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator, Optional
 
 from prefect.artifacts import create_markdown_artifact
 
@@ -20,11 +21,24 @@ from tasks.stages.sanitise import sanitise
 from tasks.stages.train import train
 from tasks.stages.upload import upload
 from tasks.stages.validate import validate
+from tasks.stages.workspace import check_locks, in_workspace
+from tasks.storage.workspace_store import open_store
 
 
 def persisted(stage: Any, refresh: bool = False) -> Any:
-    """A stage task pointed at the workspace's result storage (where its cache lives)."""
-    return stage.with_options(result_storage=workspace.results_dir(), refresh_cache=refresh or None)
+    """A stage task pointed at the workspace's result and cache-key storage (where its cache lives)."""
+    return in_workspace(stage, refresh)
+
+
+@contextmanager
+def in_run_workspace(uri: Optional[str]) -> Iterator[None]:
+    """Run the block against workspace ``uri`` (a flow's ``workspace`` parameter; None: FREEZEFLOW_WORKSPACE or
+    the local home), after checking that it can be used: a missing bucket, a refused permission, an
+    unreachable host or unreachable locks fail here with one line, before any stage runs."""
+    open_store(uri).check()
+    check_locks()
+    with workspace.using(uri) if uri else nullcontext():
+        yield
 
 
 class StageClock:

@@ -49,6 +49,25 @@ def check_destination(dest: str, model_name: str) -> None:
         fail(exc)
 
 
+WORKSPACE_HELP = ("Where cache records and stage outputs live, shared by every machine pointed at it: a folder or "
+                  "gs://bucket/prefix (default: FREEZEFLOW_WORKSPACE, else ./.freezeflow).")
+
+
+def use_workspace(uri: "str | None") -> None:
+    """Point this command (and the flow it runs) at workspace ``uri`` and check that it can be used: one line,
+    naming the workspace, before Prefect or TensorFlow start."""
+    from tasks.core import workspace
+    from tasks.core.errors import FreezeflowError
+    from tasks.storage.workspace_store import open_store
+
+    try:
+        if uri:
+            os.environ["FREEZEFLOW_WORKSPACE"] = workspace.normalise(uri)
+        open_store().check()
+    except (FreezeflowError, ImportError) as exc:
+        fail(exc)
+
+
 def check_checkpoint(checkpoint: Path) -> None:
     """The checkpoint's index is there (its graph and format are read later, by the flow)."""
     from tasks.core.errors import FreezeflowError

@@ -21,7 +21,9 @@ from freezeflow.cli.checks import (
     check_checkpoint,
     check_destination,
     check_entrypoint,
+    WORKSPACE_HELP,
     use_remote_timeout,
+    use_workspace,
 )
 from freezeflow.cli.common import connect_api, fail, prepare_environment, pydantic_reason, run_flow
 from tasks.core import layout, names
@@ -98,6 +100,7 @@ def run(
     atol: Optional[float] = typer.Option(None, "--atol", min=0, help=ATOL_HELP),
     fold_batch_norm: bool = typer.Option(False, "--fold-batch-norm", help=FOLD_HELP),
     record: bool = typer.Option(False, "--record", help=RECORD_HELP),
+    workspace: Optional[str] = typer.Option(None, "--workspace", help=WORKSPACE_HELP),
 ) -> None:
     """Run publish_model: train, checkpoint, freeze, export, validate, publish."""
     _one_of(checkpoint_format, _FORMATS, "--format")
@@ -114,6 +117,7 @@ def run(
     validation = _validation(guide_points, reference_inputs, rtol, atol)
     check_entrypoint(entrypoint)
     check_destination(dest, model_name)
+    use_workspace(workspace)
     prepare_environment()
     if not (no_cache or record):
         from flows.cached_run import cached_publish
@@ -210,6 +214,7 @@ def convert(
                                           "or optimiser rewrites)."),
     fold_batch_norm: bool = typer.Option(False, "--fold-batch-norm", help=FOLD_HELP),
     record: bool = typer.Option(False, "--record", help=RECORD_HELP),
+    workspace: Optional[str] = typer.Option(None, "--workspace", help=WORKSPACE_HELP),
 ) -> None:
     """Run convert_checkpoint: an existing checkpoint to a frozen graph and SavedModel, validated and published."""
     _engine(engine)
@@ -221,6 +226,7 @@ def convert(
     if entrypoint is not None:
         check_entrypoint(entrypoint)
     check_destination(dest, model_name)
+    use_workspace(workspace)
     prepare_environment()
     if not (no_cache or record):
         from flows.cached_run import cached_convert

@@ -29,6 +29,7 @@ import typer
 from flows import defaults
 from freezeflow.cli import local_server
 from freezeflow.cli.server_env import api_url_for, prefect_command, server_command, server_environment
+from freezeflow.cli.checks import WORKSPACE_HELP, use_workspace
 from freezeflow.cli.common import (
     api_ready,
     call_flow_guarded,
@@ -437,8 +438,10 @@ def smoke(
     dest: str = typer.Option(defaults.SMOKE_DESTINATION, "--dest", help="Local folder or gs://bucket/prefix to publish to."),
     epochs: int = typer.Option(defaults.SMOKE_EPOCHS, "--epochs", min=1, help="Training epochs (the guide's answers need about 100)."),
     junit: Optional[Path] = typer.Option(None, "--junit", dir_okay=False, help="Also write a JUnit XML report here."),
+    workspace: Optional[str] = typer.Option(None, "--workspace", help=WORKSPACE_HELP),
 ) -> None:
     """Run the smoke flow (whole pipeline, uncached, checked against the guide); exit 0 only if it passed."""
+    use_workspace(workspace)
 
     prepare_environment()
     connection = connect_api()

@@ -13,6 +13,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.core import workspace
 from tasks.core.digests import combined_digest, file_sha256
 from tasks.core.errors import StaleArtifactError
 from tasks.core.layout import FROZEN_GRAPH, SERVING_TAG, SIGNATURE_KEY
@@ -30,15 +31,24 @@ class FileDigest(Record):
 
 
 class Artifact(Record):
-    """A set of files under one root folder, with their digests."""
+    """A set of files with their digests: a stage's output in the workspace (named by its workspace key), or
+    files the user named (a checkpoint to convert, named by its folder)."""
 
-    root: str = Field(description="Absolute folder the files live in.")
+    key: Optional[str] = Field(default=None, description="Workspace key of a stage's output: work/STAGE/TOKEN or "
+                                                         "artifacts/DIGEST, resolved against the workspace in use.")
+    source: Optional[str] = Field(default=None, description="Absolute folder of files the user named; None for a "
+                                                            "stage's output.")
     files: tuple[FileDigest, ...]
     digest: str = Field(description="SHA-256 over every (path, sha256) pair: the artifact's identity.")
 
     @classmethod
     def of(cls, root: str | Path, paths: Optional[list[str]] = None) -> "Artifact":
-        """Digest ``paths`` (relative to ``root``), or every file under ``root`` when none are given."""
+        """Digest ``paths`` (relative to ``root``), or every file under ``root`` when none are given.
+
+        A folder a stage built (:func:`workspace.stage_dir`) becomes a workspace artifact named by its key
+        (in a remote workspace it moves into the scratch cache under its digest); any other folder is
+        named by its path.
+        """
         root = Path(root).resolve()
         if paths is None:
             paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
@@ -46,10 +56,20 @@ class Artifact(Record):
             FileDigest(path=rel, sha256=file_sha256(root / rel), size=(root / rel).stat().st_size)
             for rel in sorted(paths)
         )
-        return cls(root=str(root), files=files, digest=combined_digest([(f.path, f.sha256) for f in files]))
+        digest = combined_digest([(f.path, f.sha256) for f in files])
+        if workspace.key_of(root) is None:
+            return cls(source=str(root), files=files, digest=digest)
+        return cls(key=workspace.settle(root, digest), files=files, digest=digest)
 
     def path(self, relative: str = "") -> Path:
-        return Path(self.root) / relative if relative else Path(self.root)
+        """A local path to the artifact (or one of its files) on this machine."""
+        root = workspace.local_path(self)
+        return root / relative if relative else root
+
+    @property
+    def root(self) -> str:
+        """Where the artifact is, as messages name it: a local folder or a URI in the workspace."""
+        return workspace.location(self)
 
     @property
     def size(self) -> int:

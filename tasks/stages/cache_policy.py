@@ -4,21 +4,24 @@ The key is :func:`tasks.core.cache_keys.stage_key` of the stage's module: the co
 inputs and the source of every project module the stage imports, found from its imports.
 
 Before Prefect looks the key up, the policy reads the record stored under it and checks that the
-files it names still hold their digests (a published version: that its manifest is still there). A
-record that fails the check is deleted, so the lookup misses and the stage runs again instead of
-returning a dangling path.
+files it names still hold their digests (a published version: that its manifest is still there; in a
+``gs://`` workspace, that its objects' metadata still match, without reading their bytes). A record that
+fails the check loses its cache key, so the lookup misses and the stage runs again instead of returning
+a dangling path.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from prefect.cache_policies import CachePolicy
 
 from tasks.core import workspace
-from tasks.core.cache_keys import stage_key, verify_record
+from tasks.core.cache_keys import stage_key
 from tasks.core.errors import StaleArtifactError
 
 logger = logging.getLogger("freezeflow.cache")
@@ -32,6 +35,10 @@ class StagePolicy(CachePolicy):
     module: str = ""  # the stage's module; its imports, transitively, decide which code is in the key
     verifier: Optional[Callable[[Any], None]] = field(default=None)
     ignore: tuple[str, ...] = ()  # arguments that only label the UI (artifact keys), never the result
+    # The workspace's store (tasks.storage.workspace_store), handed in by tasks.stages.in_workspace when a flow
+    # points the stage at its workspace. It is not imported here: how bytes are stored is not part of what a
+    # stage computes, so it stays out of every stage's cache key.
+    store: Any = None
 
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
@@ -42,20 +49,34 @@ class StagePolicy(CachePolicy):
         return key
 
     def _drop_if_stale(self, key: str) -> None:
-        from prefect.results import ResultRecord
+        """Read the record cached under ``key``, if any, and delete its cache key unless its artifacts are
+        whole: local files are re-read; objects in a remote workspace are checked by their metadata."""
+        if self.store is None or self.key_storage is None:
+            return  # not pointed at a workspace (a task called on its own): Prefect's default caching
+        from prefect.filesystems import LocalFileSystem
+        from prefect.results import ResultStore
 
-        path = workspace.results_dir() / key
-        if not path.is_file():
-            return
+        keys = _block(self.key_storage)
         try:
-            value = ResultRecord.deserialize(path.read_bytes()).result
-            (self.verifier or verify_record)(value)
+            keys.read_path(key)
+        except (FileNotFoundError, ValueError):
+            return  # nothing cached under this key
+        try:
+            value = ResultStore(result_storage=_block(self.store.result_storage), metadata_storage=keys,
+                                cache_result_in_memory=False).read(key).result
+            (self.verifier or self.store.check_record)(value)
         except StaleArtifactError as exc:
             logger.warning("Cached %s result is stale (%s); running the stage again", self.stage, exc)
-            path.unlink(missing_ok=True)
+            self.store.delete_key(key)
         except Exception as exc:  # an unreadable record is as good as none: rebuild it
-            logger.warning("Cached %s result %s is unreadable (%s); running the stage again", self.stage, path, exc)
-            path.unlink(missing_ok=True)
+            logger.warning("Cached %s result %s is unreadable (%s); running the stage again", self.stage, key, exc)
+            self.store.delete_key(key)
+
+
+def _block(storage: Any) -> Any:
+    from prefect.filesystems import LocalFileSystem
+
+    return LocalFileSystem(basepath=str(storage)) if isinstance(storage, Path) else storage
 
 
 def stage_policy(
@@ -74,12 +95,32 @@ def stage_task(
 ) -> Callable[[Callable[..., Any]], Any]:
     """``@task`` as every stage declares it: named ``name``, keyed by :class:`StagePolicy` on the code of
     the module that defines it, its result persisted as JSON (never pickled) and read back from storage
-    rather than kept in memory. ``options`` (retries and the like) go to ``@task`` as they are."""
+    rather than kept in memory. ``options`` (retries and the like) go to ``@task`` as they are.
+
+    Pointed at a workspace (:func:`tasks.stages.workspace.in_workspace`), the stage's inputs are made local
+    first (fetched into the scratch cache from a remote workspace), and its outputs are durable in the
+    workspace before it returns, so before Prefect reports it Completed."""
     from prefect import task
 
     def decorate(fn: Callable[..., Any]) -> Any:
         policy = stage_policy(name, fn.__module__, verifier=verifier, ignore=ignore)
+
+        @functools.wraps(fn)
+        def in_the_workspace(*args: Any, **kwargs: Any) -> Any:
+            from prefect.context import TaskRunContext
+
+            context = TaskRunContext.get()
+            store = getattr(getattr(context.task, "cache_policy", None), "store", None) if context else None
+            if store is None:
+                return fn(*args, **kwargs)
+            store.materialise_all((args, kwargs))
+            result = fn(*args, **kwargs)
+            store.keep(result)
+            return result
+
         return task(name=name, cache_policy=policy, result_serializer="json", persist_result=True,
-                    cache_result_in_memory=False, **options)(fn)
+                    cache_result_in_memory=False, **options)(in_the_workspace)
 
     return decorate
+
+

@@ -27,7 +27,7 @@ STAGES = ("train", "checkpoint", "freeze", "export", "validate", "upload")
 
 def _artifact(root: str, *names: str) -> Artifact:
     files = tuple(FileDigest(path=name, sha256=f"{i:x}" * 64, size=1000 * (i + 1)) for i, name in enumerate(names))
-    return Artifact(root=root, files=files, digest="d" * 64)
+    return Artifact(source=root, files=files, digest="d" * 64)
 
 
 def run_summary(
