@@ -22,6 +22,7 @@ os.environ.setdefault("FREEZEFLOW_SERVER_HOME", tempfile.mkdtemp(prefix="freezef
 import pytest
 
 from tests.guide import write_guide_checkpoint
+from tests.support.records import by_folder
 from tests.support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,17 +88,10 @@ def guide_records(guide_checkpoint_dir: Path, session_home: Path, tmp_path_facto
         checkpoint = describe_checkpoint(folder / "model", output_nodes=["y"])
         return {
             "checkpoint": checkpoint,
-            "frozen": _by_folder(write_frozen_graph(checkpoint)),
-            "exported": _by_folder(export_saved_model(checkpoint)),
+            "frozen": by_folder(write_frozen_graph(checkpoint)),
+            "exported": by_folder(export_saved_model(checkpoint)),
         }
 
-
-def _by_folder(record):  # type: ignore[no-untyped-def]
-    """``record`` with its artifact named by its folder in the session's workspace rather than by its
-    workspace key, so tests that each have a workspace of their own can still read its files."""
-    artifact = record.artifact
-    return record.model_copy(update={"artifact": artifact.model_copy(update={"key": None,
-                                                                             "source": str(artifact.path())})})
 
 
 @pytest.fixture(scope="session")

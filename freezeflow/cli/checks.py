@@ -58,12 +58,14 @@ def use_workspace(uri: "str | None") -> None:
     naming the workspace, before Prefect or TensorFlow start."""
     from tasks.core import workspace
     from tasks.core.errors import FreezeflowError
+    from tasks.stages.workspace import check_locks
     from tasks.storage.workspace_store import open_store
 
     try:
         if uri:
             os.environ["FREEZEFLOW_WORKSPACE"] = workspace.normalise(uri)
         open_store().check()
+        check_locks()
     except (FreezeflowError, ImportError) as exc:
         fail(exc)
 

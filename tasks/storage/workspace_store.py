@@ -138,12 +138,13 @@ class GCSWorkspaceStore(WorkspaceStore):
             raise self._error(exc, what) from exc
 
     def _error(self, exc: BaseException, what: str) -> BaseException:
-        error = self.gcs._error(exc, what)
-        if isinstance(error, PermanentDestinationError):
-            return error
-        return PermanentDestinationError(str(error).replace("; retrying may help", "") + "; check that "
-                                         f"{self.gcs._host()} is reachable from this machine") \
-            if "connection failed" in str(error) or "still failing" in str(error) else error
+        """The publisher's wording; a check that ran out of its time is permanent and says how long it waited."""
+        from google.api_core import exceptions as api_exceptions
+
+        from tasks.storage.gcs_errors import classify
+
+        waited = min(self.gcs.patience, CHECK_SECONDS) if isinstance(exc, api_exceptions.RetryError) else None
+        return classify(exc, what, self.gcs.bucket_name, host=self.gcs._host(), out_of_time=waited)
 
     # -- reading ---------------------------------------------------------------------------------------
 

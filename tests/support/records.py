@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from tasks.core.records import (
     Artifact,
@@ -23,6 +23,15 @@ from tasks.core.records import (
 
 GUIDE_OUTPUTS = {"checkpoint": [2.0, 3.0, 4.0], "frozen_graph": [2.0, 3.0, 4.0], "saved_model": [2.0, 3.0, 4.0]}
 STAGES = ("train", "checkpoint", "freeze", "export", "validate", "upload")
+
+
+def by_folder(record: Any) -> Any:
+    """``record`` with its artifact named by its folder in the workspace it was built in rather than by its
+    workspace key: for records a fixture builds once in a workspace of its own and tests (each with their own
+    workspace) read later."""
+    artifact = record.artifact
+    return record.model_copy(update={"artifact": artifact.model_copy(update={"key": None,
+                                                                             "source": str(artifact.path())})})
 
 
 def _artifact(root: str, *names: str) -> Artifact:

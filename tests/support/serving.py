@@ -18,7 +18,9 @@ def export_guide(folder: Path, m: float, b: float) -> ExportedModel:
     from tasks.tf.saved_models import export_saved_model
 
     prefix = write_guide_checkpoint(folder / "ckpt", m=m, b=b)
-    return export_saved_model(describe_checkpoint(prefix, output_nodes=["y"]))
+    from tests.support.records import by_folder
+
+    return by_folder(export_saved_model(describe_checkpoint(prefix, output_nodes=["y"])))
 
 
 def publish(model_dir: Path, version: int, exported: ExportedModel, manifest: bool = True) -> Path:

@@ -9,13 +9,14 @@ import pytest
 from tasks.tf.checkpoints import describe_checkpoint, resolve_prefix, write_checkpoint
 from tasks.core.errors import CheckpointError, OutputNodeError, ParameterError
 from tasks.tf.training import train_model
+from tests.support.records import by_folder
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FREEZEFLOW_HOME", str(tmp_path_factory.mktemp("home")))
-        yield train_model("tasks.tf.entrypoints:linear_model", epochs=200, learning_rate=0.05, seed=0)
+        yield by_folder(train_model("tasks.tf.entrypoints:linear_model", epochs=200, learning_rate=0.05, seed=0))
 
 
 def test_tf1_checkpoint_has_the_guides_four_files_and_names(trained) -> None:
