@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from freezeflow.cli import catalog, fleet, freeze, pipeline, serving, team
+from freezeflow.cli import catalog, fleet, freeze, housekeeping, pipeline, serving, team
 
 app = typer.Typer(
     name="freezeflow",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help texts hold literal brackets ([/versions/N]); never parse them as markup
 )
-for group in (pipeline, fleet, catalog, freeze, serving, team):
+for group in (pipeline, fleet, catalog, freeze, serving, team, housekeeping):
     app.add_typer(group.app)
 
 

@@ -200,9 +200,10 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def evict(limit: Optional[int] = None, keep: tuple[str, ...] = ()) -> list[tuple[Path, int]]:
+def evict(limit: Optional[int] = None, keep: tuple[str, ...] = (), dry_run: bool = False) -> list[tuple[Path, int]]:
     """Remove least recently used copies until the scratch cache holds at most ``limit`` bytes; never the
-    copies named in ``keep`` or used in the last two minutes. Returns what was removed and its size."""
+    copies named in ``keep`` or used in the last two minutes. Returns what was (or, with ``dry_run``, would
+    be) removed and its size."""
     limit = cache_limit() if limit is None else limit
     entries = []
     for folder in cache_dir().iterdir():
@@ -216,7 +217,8 @@ def evict(limit: Optional[int] = None, keep: tuple[str, ...] = ()) -> list[tuple
             break
         if folder.name in keep or now - mtime < _YOUNG_SECONDS:
             continue
-        shutil.rmtree(folder, ignore_errors=True)
+        if not dry_run:
+            shutil.rmtree(folder, ignore_errors=True)
         removed.append((folder, size))
         total -= size
     return removed

@@ -141,3 +141,30 @@ def test_two_machines_starting_the_same_cold_run_at_once_compute_each_stage_once
         assert states == ["Cached", "Completed"], (stage, states)
     assert results[0]["version"] == results[1]["version"] == 1
     assert sum(blob.name.startswith("team/cache-keys/") for blob in bucket.list_blobs()) == len(STAGES)
+
+
+def test_a_machine_killed_mid_upload_leaves_nothing_taken_for_whole_and_the_next_redoes_only_that_stage(
+        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from tests.gcs_support import Fault
+
+    proxy, _ = proxied
+    uri = f"gs://{bucket.name}/team"
+    params = {"training": FAST, "destination": str(tmp_path / "dest"), "workspace": uri}
+    env = {"STORAGE_EMULATOR_HOST": proxy.url}
+    machine_a = start_on_machine(tmp_path / "machine-a", params, env)
+    killed = proxy.inject(Fault(action="call", method="POST", body_contains=b"/frozen_graph.pb",
+                                callback=lambda: os.kill(machine_a.pid, signal.SIGKILL)))
+    machine_a.communicate(timeout=600)
+    assert killed.hits == 1 and machine_a.returncode == -signal.SIGKILL
+    keys = [blob.name for blob in bucket.list_blobs(prefix="team/cache-keys/")]
+    assert not any(name.startswith("team/cache-keys/freeze-") for name in keys)  # no record of the freeze
+    assert any(name.startswith("team/cache-keys/checkpoint-") for name in keys)
+
+    machine_b = run_on_machine(tmp_path / "machine-b", params, env)
+    assert machine_b["completed"], machine_b["message"]
+    stages = machine_b["stages"]
+    assert stages["train"] == stages["checkpoint"] == "Cached" and stages["freeze"] == "Completed"
+    assert stages["validate"] == stages["upload"] == "Completed"
