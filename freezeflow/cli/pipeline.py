@@ -3,6 +3,10 @@
 Defaults come from :mod:`flows.defaults` and allowed values from :mod:`tasks.core.names`, the same
 places the flows' parameter models read, so the command and the Prefect UI's form cannot disagree.
 The models themselves are imported when a command runs: building them would slow ``--help``.
+
+Before starting Prefect, each command asks :mod:`flows.cached_run` whether every stage is cached and
+still holds; if so it prints the summary from the cache and says no Prefect run was recorded
+(``--record`` and ``--no-cache`` always go through Prefect).
 """
 
 from __future__ import annotations
