@@ -102,6 +102,11 @@ class Destination(ABC):
     def models(self) -> list[str]:
         return []
 
+    def crash_leftovers(self, older_than: float, dry_run: bool = False) -> list[tuple[str, int]]:
+        """Remove (or, with ``dry_run``, only list) what publishes that died left behind more than
+        ``older_than`` seconds ago: never a version with a manifest. Returns each leftover and its bytes."""
+        return []
+
     def find_published(self, model: str, digest: str) -> Optional[int]:
         """The newest version of ``model`` whose content digest is ``digest``.
 

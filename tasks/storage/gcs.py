@@ -384,6 +384,35 @@ class GCSDestination(Destination):
             logger.warning("could not remove the unfinished version %s (%s); readers ignore it: it has no manifest",
                            uri, reason(exc))
 
+    def crash_leftovers(self, older_than: float, dry_run: bool = False) -> list[tuple[str, int]]:
+        """The files of claimed versions that never got their manifest, claimed more than ``older_than``
+        seconds ago. The claim itself stays, so the number is never handed out again."""
+        cutoff = datetime.now(timezone.utc).timestamp() - older_than
+        found: list[tuple[str, int]] = []
+        for model in self.models():
+            base = self._key(model, "")
+            claims, _ = self._list(base + CLAIMS + "/", what=f"listing claims of {self.uri}/{model}")
+            complete = self._manifests(model)
+            for claim in claims:
+                version = layout.parse_version(claim.name.rsplit("/", 1)[-1])
+                if version is None or version in complete or claim.updated is None \
+                        or claim.updated.timestamp() >= cutoff:
+                    continue
+                blobs, _ = self._list(f"{base}{version}/", what=f"listing {self.version_uri(model, version)}")
+                if not blobs:
+                    continue
+                found.append((self.version_uri(model, version), sum(b.size or 0 for b in blobs)))
+                if dry_run:
+                    continue
+                for blob in blobs:
+                    try:
+                        blob.delete(**self._call_options())
+                    except api_exceptions.NotFound:
+                        pass
+                    except Exception as exc:
+                        raise self._error(exc, f"removing {self.version_uri(model, version)}") from exc
+        return found
+
     # -- requests and their errors -------------------------------------------------------------------------
 
     def _list(self, prefix: str, *, what: str, delimiter: Optional[str] = None,

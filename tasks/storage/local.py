@@ -118,6 +118,29 @@ class LocalDestination(Destination):
         except OSError as exc:
             raise _classify(exc, f"reading {source}") from exc
 
+    def crash_leftovers(self, older_than: float, dry_run: bool = False) -> list[tuple[str, int]]:
+        """Staging folders of publishes that died (a live publish renames its folder into place when done)."""
+        import time
+
+        if not self.root.is_dir():
+            raise ParameterError(f"destination {self.root} is not a folder; pass the folder models are published to")
+        cutoff = time.time() - older_than
+        found: list[tuple[str, int]] = []
+        for model_dir in sorted(self.root.iterdir()):
+            if not model_dir.is_dir() or model_dir.name.startswith("."):
+                continue
+            for staging in sorted(model_dir.glob(".staging-*")):
+                try:
+                    if staging.stat().st_mtime >= cutoff:
+                        continue
+                    size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+                except FileNotFoundError:  # finished or removed meanwhile
+                    continue
+                found.append((str(staging), size))
+                if not dry_run:
+                    shutil.rmtree(staging, ignore_errors=True)
+        return found
+
     @staticmethod
     def _all_numbers(model_dir: Path) -> list[int]:
         return [v for v in (layout.parse_version(p.name) for p in model_dir.iterdir()) if v is not None]

@@ -3,7 +3,8 @@
 * cache records (the key in ``cache-keys/`` and its value in ``results/``) older than the limit;
 * stage outputs no remaining record names (``work/STAGE/TOKEN`` in a local workspace, ``artifacts/DIGEST``
   in a gs:// one): a record names its artifacts by workspace key, so this is a set difference;
-* this machine's scratch cache past its size cap (least recently used first).
+* this machine's scratch cache past its size cap (least recently used first);
+* at a publish destination (``--dest``), crash leftovers: ``Destination.crash_leftovers``.
 
 Records are read as JSON (Prefect's encoding of a record is ``{"__class__": ..., "data": ...}``): any
 dict with ``files`` and ``digest`` and a ``key`` names an artifact. Nothing here imports Prefect.
@@ -126,7 +127,7 @@ def _collect_gcs(store: GCSWorkspaceStore, older_than: float, dry_run: bool) -> 
     return removed
 
 
-def parse_age(text: str) -> float:
+def parse_age(text: str, option: str = "--older-than") -> float:
     """``30d``, ``12h``, ``90m``, ``45s`` (or a bare number of days) in seconds."""
     from tasks.core.errors import ParameterError
 
@@ -137,7 +138,7 @@ def parse_age(text: str) -> float:
     try:
         value = float(number) * (unit or 86400)
     except ValueError:
-        raise ParameterError(f"--older-than {text!r}: expected a number with d, h, m or s (30d)") from None
+        raise ParameterError(f"{option} {text!r}: expected a number with d, h, m or s (30d)") from None
     if value < 0:
-        raise ParameterError(f"--older-than {text!r} must not be negative")
+        raise ParameterError(f"{option} {text!r} must not be negative")
     return value
