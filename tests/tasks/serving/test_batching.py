@@ -51,8 +51,9 @@ def open_batching(source: str, **options: Any) -> Any:
 
 
 def test_concurrent_requests_run_as_one_batch_and_each_gets_its_own_answer(model_dir: Path) -> None:
-    # A wait long enough for all twelve to arrive: they must share model calls, not make twelve.
-    with open_batching(str(model_dir), max_batch_size=64, batch_timeout_micros=300_000).start() as server:
+    # A wait long enough for all twelve to arrive, even on a loaded machine where starting twelve client
+    # threads takes a while: they must share model calls, not make twelve.
+    with open_batching(str(model_dir), max_batch_size=64, batch_timeout_micros=2_000_000).start() as server:
         calls = [post(f"{server.model_url}:predict", {"instances": [{"inputs": float(i)}] * (1 + i % 3)})
                  for i in range(12)]
         results = concurrently(calls)
@@ -74,7 +75,7 @@ def test_a_batch_never_exceeds_max_batch_size_rows(model_dir: Path) -> None:
 
 
 def test_columnar_requests_batch_and_answer_in_their_own_form(model_dir: Path) -> None:
-    with open_batching(str(model_dir), batch_timeout_micros=200_000).start() as server:
+    with open_batching(str(model_dir), batch_timeout_micros=1_000_000).start() as server:
         results = concurrently([
             post(f"{server.model_url}:predict", {"inputs": [2.0, 4.0]}),
             post(f"{server.model_url}:predict", {"inputs": {"inputs": [6.0]}}),
