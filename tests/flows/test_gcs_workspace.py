@@ -118,6 +118,24 @@ def test_a_missing_bucket_fails_in_one_line_naming_the_workspace_before_any_stag
                        "FREEZEFLOW_WORKSPACE (--workspace) at an existing bucket")
 
 
+def test_a_workspace_this_machine_may_not_read_fails_in_one_line_naming_it_before_any_stage(
+        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
+    from tests.gcs_support import Fault
+
+    proxy, _ = proxied
+    uri = f"gs://{bucket.name}/team"
+    proxy.inject(Fault(action="status", status=403, times=1000))  # as GCS answers an account without a role
+    started = time.monotonic()
+    state, tasks = run(destination=str(tmp_path / "dest"), workspace=uri)
+    assert time.monotonic() - started < 30
+    assert state.is_failed() and tasks == {}
+    message = str(state.result(raise_on_failure=False))
+    assert message.startswith(f"workspace {uri}: permission denied (") and "\n" not in message
+    assert message.endswith(f"grant the account Storage Object Admin (roles/storage.objectAdmin) on bucket "
+                            f"{bucket.name} or use other credentials")
+    assert list(bucket.list_blobs()) == []
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
@@ -168,3 +186,35 @@ def test_a_machine_killed_mid_upload_leaves_nothing_taken_for_whole_and_the_next
     stages = machine_b["stages"]
     assert stages["train"] == stages["checkpoint"] == "Cached" and stages["freeze"] == "Completed"
     assert stages["validate"] == stages["upload"] == "Completed"
+
+
+def test_a_machine_killed_the_instant_freeze_is_recorded_loses_nothing_and_the_next_resumes_after_it(
+        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
+    """Durable before Completed: SIGKILL a moment after freeze's cache record reached the workspace (the
+    request that writes it is forwarded first); another machine finds train, checkpoint and freeze Cached."""
+    import os
+    import signal
+    import threading
+
+    from tests.gcs_support import Fault
+
+    proxy, _ = proxied
+    uri = f"gs://{bucket.name}/team"
+    params = {"training": FAST, "destination": str(tmp_path / "dest"), "workspace": uri}
+    env = {"STORAGE_EMULATOR_HOST": proxy.url}
+    machine_a = start_on_machine(tmp_path / "machine-a", params, env)
+    killed = proxy.inject(Fault(action="call", method="POST", body_contains=b"cache-keys/freeze-",
+                                callback=lambda: threading.Timer(0.2, os.kill,
+                                                                 (machine_a.pid, signal.SIGKILL)).start()))
+    machine_a.communicate(timeout=600)
+    assert killed.hits == 1 and machine_a.returncode == -signal.SIGKILL
+    keys = [blob.name for blob in bucket.list_blobs(prefix="team/cache-keys/")]
+    assert any(name.startswith("team/cache-keys/freeze-") for name in keys)
+    assert not any(name.startswith(("team/cache-keys/validate-", "team/cache-keys/upload-")) for name in keys)
+
+    machine_b = run_on_machine(tmp_path / "machine-b", params, env)
+    assert machine_b["completed"], machine_b["message"]
+    stages = machine_b["stages"]
+    assert stages["train"] == stages["checkpoint"] == stages["freeze"] == "Cached", stages
+    assert stages["validate"] == stages["upload"] == "Completed", stages
+    assert machine_b["version"] == 1
