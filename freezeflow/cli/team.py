@@ -55,14 +55,16 @@ SMOKE_NEXT_RUN = "smoke runs every stage afresh, so running it again starts over
 # ---------------------------------------------------------------------------------------------- server
 
 
-def shown(command: Sequence[str]) -> str:
+def shown(command: Sequence[str], database: str = "SQLite") -> str:
     """A command as a user would type it: ``prefect ...`` rather than ``/path/python -m prefect ...``."""
     args = list(command)
     if args[:3] == [sys.executable, "-m", "prefect"]:
         args = ["prefect", *args[3:]]
     elif args[:3] == [sys.executable, "-m", "freezeflow.prefect_server"]:
+        how = ("with SQLite write transactions that wait for the lock" if database == "SQLite"
+               else f"on {database}")
         return "$ " + shlex.join(["prefect", "server", "start", *args[3:]]) + \
-            "   (in-process, with SQLite write transactions that wait for the lock: freezeflow.prefect_server)"
+            f"   (in-process, {how}: freezeflow.prefect_server)"
     return "$ " + shlex.join(args)
 
 
@@ -168,7 +170,7 @@ def server(
     url = server_database(database)
     api_url = api_url_for(host, port)
     command = server_command(host, port)
-    typer.echo(shown(command), err=True)
+    typer.echo(shown(command, "PostgreSQL" if url else "SQLite"), err=True)
     env = server_environment(os.environ, host, port, url.render(hide_password=False) if url else None, auth_string)
     process = subprocess.Popen(command, env=env)
     try:
