@@ -130,6 +130,11 @@ class GCSWorkspaceStore(WorkspaceStore):
         try:
             list(self.gcs.client.list_blobs(bucket, prefix=self.object_name("cache-keys/"), max_results=1,
                                             **self._options(CHECK_SECONDS)))
+            # A read-only account would pass the listing and fail at the first stage's upload: write (and
+            # remove) an empty object, so that it fails here, before any stage.
+            probe = bucket.blob(self.object_name(".probes", uuid.uuid4().hex))
+            probe.upload_from_string(b"", **self._options(CHECK_SECONDS))
+            probe.delete(**self._options(CHECK_SECONDS))
         except api_exceptions.NotFound as exc:
             raise PermanentDestinationError(
                 f"{what}: bucket {self.gcs.bucket_name} does not exist; create it or point FREEZEFLOW_WORKSPACE "

@@ -118,13 +118,15 @@ def test_a_missing_bucket_fails_in_one_line_naming_the_workspace_before_any_stag
                        "FREEZEFLOW_WORKSPACE (--workspace) at an existing bucket")
 
 
-def test_a_workspace_this_machine_may_not_read_fails_in_one_line_naming_it_before_any_stage(
-        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
+@pytest.mark.parametrize("refused", [None, "POST"], ids=["no-role", "read-only"])
+def test_a_workspace_this_machine_may_not_use_fails_in_one_line_naming_it_before_any_stage(
+        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path, refused: str | None) -> None:
     from tests.gcs_support import Fault
 
     proxy, _ = proxied
     uri = f"gs://{bucket.name}/team"
-    proxy.inject(Fault(action="status", status=403, times=1000))  # as GCS answers an account without a role
+    # As GCS answers an account without a role on the bucket (every request), or with a read-only one (writes).
+    proxy.inject(Fault(action="status", status=403, times=1000, method=refused))
     started = time.monotonic()
     state, tasks = run(destination=str(tmp_path / "dest"), workspace=uri)
     assert time.monotonic() - started < 30
