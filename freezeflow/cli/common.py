@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 import typer
 
@@ -140,14 +140,16 @@ def run_flow(flow: Any, *, api: Optional["Connection"] = None, verbose: bool = F
 
 
 def call_flow_guarded(flow: Any, parameters: dict[str, Any], *, log: Optional[Path] = None,
-                      next_run: Optional[str] = None) -> Any:
+                      next_run: Optional[str] = None,
+                      on_interrupt: Optional[Callable[[str, Optional[str]], None]] = None) -> Any:
     """Call ``flow(**parameters, return_state=True)`` under the interrupt guard and return its final state.
 
     Ctrl-C or SIGTERM end the process within seconds, the flow run marked Cancelled (see
     :mod:`freezeflow.cli.interrupts`); an exception Prefect raises before any state exists (a parameter
     error) reaches the caller. With ``log``, standard error goes there while the flow runs, and the
     guard's line goes to the terminal all the same. ``next_run``: what that line says about running it
-    again (default: it resumes from the cache).
+    again (default: it resumes from the cache). ``on_interrupt(line, flow_run_id)`` runs just before an
+    interrupted process ends.
     """
     from freezeflow.cli.interrupts import RunGuard
     from freezeflow.cli.quiet import stderr_to, terminal_say
@@ -155,6 +157,8 @@ def call_flow_guarded(flow: Any, parameters: dict[str, Any], *, log: Optional[Pa
     options: dict[str, Any] = {}
     if next_run is not None:
         options["next_run"] = next_run
+    if on_interrupt is not None:
+        options["on_interrupt"] = on_interrupt
     if log is not None:
         options["say"] = terminal_say()
     with RunGuard(**options) as guard:

@@ -48,10 +48,13 @@ class RunGuard:
     """Context manager around one flow call; ``note_flow_run`` is the flow's ``on_running`` hook."""
 
     def __init__(self, grace: float = GRACE, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
-                 next_run: str = RESUMES):
+                 next_run: str = RESUMES, on_interrupt: Optional[Callable[[str, Optional[str]], None]] = None):
         self.grace = grace
         self.say = say
         self.next_run = next_run  # what the interruption line says about running it again
+        # Called with that line and the flow run's id just before the process ends (smoke's JUnit report);
+        # it must be quick: the process ends within the grace whatever it does.
+        self.on_interrupt = on_interrupt
         self.flow_run_id: Optional[str] = None
         self.signum: Optional[int] = None
         self._armed = threading.Event()
@@ -134,9 +137,14 @@ class RunGuard:
             marked = self._mark_cancelled(signum, mark_timeout)
             stop_children()
             where = f"flow run {self.flow_run_id} {marked}" if self.flow_run_id else "no flow run had started"
-            self.say(f"error: interrupted by {NAMES.get(signum, signum)}; {where}; nothing is half-published; "
-                     f"{self.next_run}"
-                     + (f" ({why})" if why else ""))
+            line = (f"error: interrupted by {NAMES.get(signum, signum)}; {where}; nothing is half-published; "
+                    f"{self.next_run}" + (f" ({why})" if why else ""))
+            if self.on_interrupt is not None:
+                try:
+                    self.on_interrupt(line, self.flow_run_id)
+                except Exception as exc:  # the report is a courtesy; stopping is what was asked
+                    self.say(f"warning: {exc}")
+            self.say(line)
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()

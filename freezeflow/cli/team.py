@@ -455,8 +455,20 @@ def smoke(
     publication: Optional[Publication] = None
     api_ready(connection)
     require_api_access()
+
+    def interrupted(line: str, run_id: Optional[str]) -> None:
+        """CI reads the JUnit report: an interrupted smoke is a failed one, with the reason, not a missing file."""
+        if junit is not None:
+            reason = line.removeprefix("error: ")
+            report = SmokeReport(passed=False, outcomes=stage_outcomes({}, False, "Interrupted: " + reason.removeprefix("interrupted ")),
+                                 seconds=time.monotonic() - started, flow_run_id=run_id, reason=reason,
+                                 started_at=report_started)
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(junit_xml(report))
+
     try:  # Ctrl-C or SIGTERM end the process within seconds, the flow run Cancelled (freezeflow.cli.interrupts)
-        state = call_flow_guarded(smoke_flow, {"destination": dest, "epochs": epochs}, next_run=SMOKE_NEXT_RUN)
+        state = call_flow_guarded(smoke_flow, {"destination": dest, "epochs": epochs}, next_run=SMOKE_NEXT_RUN,
+                                  on_interrupt=interrupted)
     except Exception as exc:  # Prefect raises parameter errors before any run exists
         completed, reason, task_runs = False, _exception_reason(exc), {}
     else:

@@ -186,8 +186,9 @@ def test_a_signal_during_smoke_stops_it_within_5_s_and_cancels_its_flow_run(
     how: str, server: local_server.ServerRecord, tmp_path: Path
 ) -> None:
     env = {"FREEZEFLOW_SERVER_HOME": str(Path(server.log).parent)}
-    run = Run(["--epochs", "1000000", "--dest", str(tmp_path / "published")], cwd=tmp_path, env=env,
-              command=("smoke",))
+    junit = tmp_path / "reports" / "smoke.xml"
+    run = Run(["--epochs", "1000000", "--dest", str(tmp_path / "published"), "--junit", str(junit)], cwd=tmp_path,
+              env=env, command=("smoke",))
     run.wait_for("epoch 1/1000000")  # the smoke flow's training has started; it would go on for many minutes
     children = descendants(run.process.pid)
     signalled_at = time.monotonic()
@@ -198,6 +199,16 @@ def test_a_signal_during_smoke_stops_it_within_5_s_and_cancels_its_flow_run(
     subflows = subflow_run_states(server.url, output)
     assert subflows and all(state in ("Cancelled", "Crashed") for state in subflows), subflows
     assert "smoke passed" not in output and "smoke FAILED" not in output  # no summary of a run that did not end
+    # CI reads the report: an interrupted smoke is a failed testcase with the reason, not a missing file.
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    failed = [case for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert [case.get("name") for case in failed] == ["flow"]
+    message = failed[0].find("failure").get("message")  # type: ignore[union-attr]
+    signal_name = "SIGINT (Ctrl-C)" if how == "ctrl-c" else "SIGTERM"
+    assert message.startswith(f"Interrupted: by {signal_name}; flow run "), message
     assert not (tmp_path / "published" / "smoke").exists()
     assert local_server.process_alive(server.pid)
 
