@@ -171,3 +171,21 @@ def test_an_api_the_user_configured_in_a_prefect_profile_is_used_instead(
     monkeypatch.setenv("PREFECT_PROFILE", "other")
     (tmp_path / "prefect.toml").write_text('[api]\nurl = "http://toml.example/api"\n')
     assert local_server.configured_api_url() == "http://toml.example/api"
+
+
+def test_a_server_of_another_prefect_version_is_stopped_and_replaced(server_home: Path) -> None:
+    import dataclasses
+
+    first = local_server.connect()
+    first.ready()
+    old = first.record
+    # As if that server had been started before Prefect was upgraded: its database may not suit this version.
+    local_server.write_record(dataclasses.replace(old, prefect_version="2.20.0"))
+
+    second = local_server.connect()
+    second.ready()
+    assert second.started and second.record.pid != old.pid
+    assert second.record.prefect_version == local_server.installed_prefect_version()
+    assert not local_server.process_alive(old.pid)
+    assert [p.pid for p in prefect_servers(server_home)] == [second.record.pid]
+    assert local_server.read_record() == second.record
