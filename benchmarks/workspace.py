@@ -5,7 +5,7 @@ Two "machines" are two homes (FREEZEFLOW_HOME and PREFECT_HOME of their own) on 
 process, as a user starts it:
 
 * ``cached run, machine B`` against ``cached run, machine A`` (A ran the flow cold, B never ran it):
-  goal <= 1.2x. Both go through Prefect (a gs:// workspace's records are read by the Prefect run).
+  goal <= 1.2x. Both take ``run``'s cached fast path: records and object metadata, no Prefect run.
 * ``cold run, gs:// workspace`` against ``cold run, local workspace`` (``--no-cache``, each on a fresh
   workspace): goal <= 1.3x.
 

@@ -4,8 +4,9 @@ When every stage of a run is cached, a Prefect run of it only starts Prefect and
 (issue 13: about as long as six empty tasks). This module walks the same plan (:mod:`flows.stage_plan`),
 keys each stage as its Prefect cache policy does (:func:`tasks.core.cache_keys.stage_key`, one function
 for both), reads the record Prefect stored under that key in the workspace's key and result storage
-(a local workspace's; with a gs:// workspace the run goes through Prefect), and checks
-it as the policy does: its files still hold their digests; a publication is still published.
+(a local folder, or objects in a gs:// workspace), and checks it as the policy does, through the same
+store: its files still hold their digests (in gs://, its objects' metadata, no bytes read); a
+publication is still published.
 
 The first miss, unreadable record or stale artifact ends the walk with ``None``: the caller then runs the
 flow through Prefect, whose policy drops a stale record and rebuilds that stage, and which reports any
@@ -23,8 +24,8 @@ from typing import Any, Callable, Optional
 
 from flows import stage_plan
 from flows.params import SignatureParams, TrainingParams, ValidationParams
-from tasks.core import records, workspace
-from tasks.core.cache_keys import stage_key, verify_record
+from tasks.core import records
+from tasks.core.cache_keys import stage_key
 from tasks.core.records import Record, RunSummary, StageRun
 from tasks.storage.publishing import verify_publication
 from tasks.tf.entrypoints import entrypoint_source_digest
@@ -40,8 +41,8 @@ class NotCached(Exception):
     """A stage has no usable cached record: the run has to go through Prefect."""
 
 
-def read_result_record(key_file: Path) -> Any:
-    """The value Prefect cached under a key, as a project record.
+def read_result_record(key: str | Path) -> Any:
+    """The value Prefect cached under ``key`` (a name, or its file in a local workspace), as a project record.
 
     The cache policy's key storage holds Prefect's metadata at ``WORKSPACE/cache-keys/KEY``
     (``{"storage_key": ..., "serializer": {"type": "json"}, "expiration": ...}``), written after the value
@@ -49,34 +50,42 @@ def read_result_record(key_file: Path) -> Any:
     ``{"__class__": qualified name, "data": model_dump(mode="json")}``. Only records of
     :mod:`tasks.core.records` are read back.
     """
-    metadata = json.loads(key_file.read_bytes())
+    from tasks.storage.workspace_store import open_store
+
+    store, name = open_store(), Path(key).name
+    stored = store.read_cache_object("cache-keys", name)
+    if stored is None:
+        raise NotCached(f"nothing cached under {name}")
+    metadata = json.loads(stored)
     if metadata.get("expiration") is not None:  # the stages never set one; an expiring record is Prefect's call
-        raise NotCached(f"{key_file.name} carries an expiration")
+        raise NotCached(f"{name} carries an expiration")
     if metadata["serializer"]["type"] != "json":
-        raise NotCached(f"{key_file.name} is not a JSON result")
-    # The result's own name, under this workspace's results: a local storage key is an absolute path.
-    value = json.loads((workspace.results_dir() / Path(metadata["storage_key"]).name).read_bytes())
+        raise NotCached(f"{name} is not a JSON result")
+    # The result's own name, under this workspace's results: a storage key is a path (local or in the bucket).
+    stored = store.read_cache_object("results", Path(metadata["storage_key"]).name)
+    if stored is None:
+        raise NotCached(f"{name} names a result that is not there")
+    value = json.loads(stored)
     qualified = value.get("__class__", "") if isinstance(value, dict) else ""
-    module, _, name = qualified.rpartition(".")
-    kind = getattr(records, name, None) if module == records.__name__ else None
+    module, _, kind_name = qualified.rpartition(".")
+    kind = getattr(records, kind_name, None) if module == records.__name__ else None
     if not (isinstance(kind, type) and issubclass(kind, Record)) or set(value) != {"__class__", "data"}:
-        raise NotCached(f"{key_file.name} holds {qualified or type(value).__name__}, not a freezeflow record")
+        raise NotCached(f"{name} holds {qualified or type(value).__name__}, not a freezeflow record")
     return kind.model_validate(value["data"])
 
 
 def cached_record(stage: str, inputs: dict[str, Any]) -> tuple[str, Any]:
     """The key of ``stage`` on ``inputs`` and its cached record, verified; raises :class:`NotCached`."""
+    from tasks.storage.workspace_store import open_store
+
     key = stage_key(stage, stage_plan.STAGE_MODULES[stage], inputs)
-    if workspace.remote():  # a gs:// workspace's records are read by the Prefect run
-        raise NotCached(f"{stage}: the workspace {workspace.uri()} is remote")
-    path = workspace.keys_dir() / key
-    if not path.is_file():
-        raise NotCached(f"{stage}: nothing cached under {key}")
     try:
-        value = read_result_record(path)
-        VERIFIERS.get(stage, verify_record)(value)
-    except NotCached:
-        raise
+        value = read_result_record(key)
+        # As the stage's policy checks it: its own verifier, else the workspace store's check (local files
+        # re-read; gs:// objects by their metadata, no bytes read).
+        VERIFIERS.get(stage, open_store().check_record)(value)
+    except NotCached as exc:
+        raise NotCached(f"{stage}: {exc}") from None
     except Exception as exc:  # unreadable or stale: the Prefect run's policy drops it and rebuilds the stage
         raise NotCached(f"{stage}: cached record {key} does not hold ({type(exc).__name__}: {exc})") from exc
     return key, value

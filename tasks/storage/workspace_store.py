@@ -103,6 +103,14 @@ class WorkspaceStore:
     def delete_key(self, key: str) -> None:
         (workspace.keys_dir() / key).unlink(missing_ok=True)
 
+    def read_cache_object(self, folder: str, name: str) -> Optional[bytes]:
+        """The bytes Prefect stored as ``cache-keys/NAME`` or ``results/NAME``; None when there are none."""
+        where = {"cache-keys": workspace.keys_dir, "results": workspace.results_dir}[folder]()
+        try:
+            return (where / name).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
 
 class GCSWorkspaceStore(WorkspaceStore):
     """A ``gs://bucket/prefix`` workspace, through the publisher's client, retries and error wording."""
@@ -251,6 +259,16 @@ class GCSWorkspaceStore(WorkspaceStore):
             blob.upload_from_filename(str(source), checksum="crc32c", **self._options())
         except Exception as exc:
             raise self.gcs._error(exc, f"uploading {where}") from exc
+
+    def read_cache_object(self, folder: str, name: str) -> Optional[bytes]:
+        from google.api_core import exceptions as api_exceptions
+
+        try:
+            return self.gcs.bucket.blob(self.object_name(folder, name)).download_as_bytes(**self._options())
+        except api_exceptions.NotFound:
+            return None
+        except Exception as exc:
+            raise self.gcs._error(exc, f"reading {self.uri}/{folder}/{name}") from exc
 
     def delete_key(self, key: str) -> None:
         try:

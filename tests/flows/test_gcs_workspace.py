@@ -86,6 +86,32 @@ def test_a_machine_that_never_ran_the_flow_finds_every_stage_cached_without_tens
         list((tmp_path / "machine-b" / "freezeflow" / "cache").iterdir()) == []
 
 
+def test_a_cached_run_command_on_another_machine_reads_the_bucket_without_prefect_tensorflow_or_artifact_bytes(
+        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
+    """``freezeflow run``'s fast path with a gs:// workspace: records and object metadata, nothing else."""
+    from prefect.settings import PREFECT_API_URL
+
+    from freezeflow.cli.pipeline import NOT_RECORDED
+    from tests.support.cli import ALL_CACHED, HEAVY, run_freezeflow, run_importtime
+
+    proxy, _ = proxied
+    args = ("run", "--workspace", f"gs://{bucket.name}/team", "--epochs", "150", "--dest", str(tmp_path / "dest"))
+    env = {"PREFECT_API_URL": str(PREFECT_API_URL.value()), "STORAGE_EMULATOR_HOST": proxy.url}
+    first = run_freezeflow(*args, cwd=tmp_path, env={**env, "FREEZEFLOW_HOME": str(tmp_path / "machine-a")},
+                           timeout=600)
+    assert first.code == 0, first.stderr[-3000:]
+    assert NOT_RECORDED not in first.stdout
+
+    proxy.clear()
+    fast, imported = run_importtime(*args, cwd=tmp_path, env={**env, "FREEZEFLOW_HOME": str(tmp_path / "machine-b")})
+    assert fast.returncode == 0, fast.stderr[-3000:]
+    # The summary machine A printed, every stage Cached, and the line saying no Prefect run was recorded.
+    assert fast.stdout == first.stdout.replace("Completed", "Cached") + NOT_RECORDED + "\n"
+    assert fast.stdout.splitlines()[-2] == ALL_CACHED
+    assert [name for name in HEAVY if name in imported] == []
+    assert artifact_reads(proxy) == []
+
+
 def test_an_artifact_whose_bytes_changed_in_the_bucket_is_never_served_and_its_stage_runs_again(
         bucket: storage.Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"gs://{bucket.name}/team"

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 REPO = Path(__file__).resolve().parents[2]
+HEAVY = ("prefect", "tensorflow")  # what a fully cached run must not import
+ALL_CACHED = "  stages: train Cached, checkpoint Cached, freeze Cached, export Cached, validate Cached, upload Cached"
 
 
 @dataclass
@@ -45,3 +47,15 @@ def freezeflow(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Com
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
     environment.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(env or {})})
     return subprocess.run([str(exe), *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+
+
+def run_importtime(*args: str, cwd: Path, env: Mapping[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """``python -X importtime -m freezeflow ARGS`` in a clean environment; the top-level packages it imported."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
+    environment.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", **env,
+                        "PYTHONPATH": str(REPO)})
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "freezeflow", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=120)
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    return done, imported

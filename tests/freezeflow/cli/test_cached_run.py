@@ -3,30 +3,12 @@ cache without importing Prefect or TensorFlow; ``--record``, ``--no-cache`` and 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from freezeflow.cli.pipeline import NOT_RECORDED
-from tests.support.cli import REPO, run_freezeflow
+from tests.support.cli import ALL_CACHED, HEAVY, run_freezeflow, run_importtime
 from tests.support.task_runs import final_task_states
-
-HEAVY = ("prefect", "tensorflow")
-ALL_CACHED = "  stages: train Cached, checkpoint Cached, freeze Cached, export Cached, validate Cached, upload Cached"
-
-
-def run_importtime(*args: str, cwd: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """``python -X importtime -m freezeflow ARGS`` in a clean environment; the top-level packages it imported."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FREEZEFLOW_"))}
-    environment.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", **env,
-                        "PYTHONPATH": str(REPO)})
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "freezeflow", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=120)
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()
-                if line.startswith("import time:") and "|" in line}
-    return done, imported
 
 
 def flow_run_ids() -> list[Any]:
