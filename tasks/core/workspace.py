@@ -196,7 +196,8 @@ def touch(folder: Path) -> None:
         pass
 
 
-def _size(folder: Path) -> int:
+def folder_size(folder: Path) -> int:
+    """The bytes of every file below ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
@@ -208,7 +209,7 @@ def evict(limit: Optional[int] = None, keep: tuple[str, ...] = (), dry_run: bool
     entries = []
     for folder in cache_dir().iterdir():
         if folder.is_dir() and not folder.name.startswith("."):
-            entries.append((folder.stat().st_mtime, folder, _size(folder)))
+            entries.append((folder.stat().st_mtime, folder, folder_size(folder)))
     total = sum(size for _, _, size in entries)
     removed = []
     now = time.time()

@@ -122,6 +122,8 @@ class LocalDestination(Destination):
         """Staging folders of publishes that died (a live publish renames its folder into place when done)."""
         import time
 
+        from tasks.core.workspace import folder_size
+
         if not self.root.is_dir():
             raise ParameterError(f"destination {self.root} is not a folder; pass the folder models are published to")
         cutoff = time.time() - older_than
@@ -133,7 +135,7 @@ class LocalDestination(Destination):
                 try:
                     if staging.stat().st_mtime >= cutoff:
                         continue
-                    size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
+                    size = folder_size(staging)
                 except FileNotFoundError:  # finished or removed meanwhile
                     continue
                 found.append((str(staging), size))

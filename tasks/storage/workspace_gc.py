@@ -42,10 +42,6 @@ def referenced_keys(document: Any) -> Iterator[str]:
             yield from referenced_keys(value)
 
 
-def _folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
 def collect(uri: str, older_than: float, dry_run: bool = False) -> list[Removal]:
     """Remove (or, with ``dry_run``, only list) what workspace ``uri`` and this machine's cache no longer need."""
     store = open_store(uri)
@@ -81,7 +77,7 @@ def _collect_local(store: WorkspaceStore, older_than: float, dry_run: bool) -> l
             key = f"{workspace.WORK}/{stage.name}/{folder.name}"
             if any(k == key or k.startswith(key + "/") for k in kept):
                 continue
-            removed.append(Removal("artifact", str(folder), _folder_size(folder)))
+            removed.append(Removal("artifact", str(folder), workspace.folder_size(folder)))
             if not dry_run:
                 shutil.rmtree(folder, ignore_errors=True)
     return removed
