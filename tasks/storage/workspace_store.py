@@ -63,6 +63,14 @@ class WorkspaceStore:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+        self._usable = False  # checked once per process: the CLI checks before Prefect starts, the flow again
+
+    def check(self) -> None:
+        """Fail with one line naming the workspace when it cannot be used (once a store passed, it is not
+        asked again in this process)."""
+        if not self._usable:
+            self._check()
+            self._usable = True
 
     # One store per workspace per process: a copy (Prefect deep-copies cache policies) is the same store.
     def __deepcopy__(self, memo: dict) -> "WorkspaceStore":
@@ -76,8 +84,8 @@ class WorkspaceStore:
         for artifact in artifacts_in(value):
             self.materialise(artifact)
 
-    def check(self) -> None:
-        """Fail with one line naming the workspace when it cannot be used."""
+    def _check(self) -> None:
+        """A local workspace can be created and written: a probe file is written and removed."""
         root = Path(self.uri)
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -129,8 +137,9 @@ class GCSWorkspaceStore(WorkspaceStore):
     def object_name(self, key: str, path: str = "") -> str:
         return self.gcs._key(*(part for part in (key, path) if part))
 
-    def check(self) -> None:
-        """The bucket answers and lets this machine list and write: one call each, within 30 s."""
+    def _check(self) -> None:
+        """The bucket answers and lets this machine list and write: one listing and a probe object written
+        and removed, within 30 s."""
         from google.api_core import exceptions as api_exceptions
 
         what = f"workspace {self.uri}"
