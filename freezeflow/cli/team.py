@@ -460,9 +460,9 @@ def smoke(
         """CI reads the JUnit report: an interrupted smoke is a failed one, with the reason, not a missing file."""
         if junit is not None:
             reason = line.removeprefix("error: ")
-            report = SmokeReport(passed=False, outcomes=stage_outcomes({}, False, "Interrupted: " + reason.removeprefix("interrupted ")),
-                                 seconds=time.monotonic() - started, flow_run_id=run_id, reason=reason,
-                                 started_at=report_started)
+            outcomes = stage_outcomes({}, False, "Interrupted: " + reason.removeprefix("interrupted "))
+            report = SmokeReport(passed=False, outcomes=outcomes, seconds=time.monotonic() - started,
+                                 flow_run_id=run_id, reason=reason, started_at=report_started)
             junit.parent.mkdir(parents=True, exist_ok=True)
             junit.write_text(junit_xml(report))
 

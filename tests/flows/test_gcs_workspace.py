@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import pytest
 from google.api_core.client_options import ClientOptions
@@ -189,22 +189,34 @@ def test_two_machines_starting_the_same_cold_run_at_once_compute_each_stage_once
     assert sum(blob.name.startswith("team/cache-keys/") for blob in bucket.list_blobs()) == len(STAGES)
 
 
-def test_a_machine_killed_mid_upload_leaves_nothing_taken_for_whole_and_the_next_redoes_only_that_stage(
-        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
+def kill_machine_a_at(proxy: FaultProxy, tmp_path: Path, params: dict[str, Any], env: dict[str, str],
+                      body: bytes, after: Optional[float] = None) -> None:
+    """Start publish_model on machine A and SIGKILL it when an upload whose body holds ``body`` reaches the
+    proxy: before that request is forwarded, or, with ``after``, that many seconds after it was."""
     import os
     import signal
+    import threading
 
     from tests.gcs_support import Fault
 
+    machine_a = start_on_machine(tmp_path / "machine-a", params, env)
+
+    def kill() -> None:
+        os.kill(machine_a.pid, signal.SIGKILL)
+
+    killed = proxy.inject(Fault(action="call", method="POST", body_contains=body,
+                                callback=kill if after is None else lambda: threading.Timer(after, kill).start()))
+    machine_a.communicate(timeout=600)
+    assert killed.hits == 1 and machine_a.returncode == -signal.SIGKILL
+
+
+def test_a_machine_killed_mid_upload_leaves_nothing_taken_for_whole_and_the_next_redoes_only_that_stage(
+        bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
     proxy, _ = proxied
     uri = f"gs://{bucket.name}/team"
     params = {"training": FAST, "destination": str(tmp_path / "dest"), "workspace": uri}
     env = {"STORAGE_EMULATOR_HOST": proxy.url}
-    machine_a = start_on_machine(tmp_path / "machine-a", params, env)
-    killed = proxy.inject(Fault(action="call", method="POST", body_contains=b"/frozen_graph.pb",
-                                callback=lambda: os.kill(machine_a.pid, signal.SIGKILL)))
-    machine_a.communicate(timeout=600)
-    assert killed.hits == 1 and machine_a.returncode == -signal.SIGKILL
+    kill_machine_a_at(proxy, tmp_path, params, env, b"/frozen_graph.pb")
     keys = [blob.name for blob in bucket.list_blobs(prefix="team/cache-keys/")]
     assert not any(name.startswith("team/cache-keys/freeze-") for name in keys)  # no record of the freeze
     assert any(name.startswith("team/cache-keys/checkpoint-") for name in keys)
@@ -220,22 +232,11 @@ def test_a_machine_killed_the_instant_freeze_is_recorded_loses_nothing_and_the_n
         bucket: storage.Bucket, proxied: tuple[FaultProxy, Emulator], tmp_path: Path) -> None:
     """Durable before Completed: SIGKILL a moment after freeze's cache record reached the workspace (the
     request that writes it is forwarded first); another machine finds train, checkpoint and freeze Cached."""
-    import os
-    import signal
-    import threading
-
-    from tests.gcs_support import Fault
-
     proxy, _ = proxied
     uri = f"gs://{bucket.name}/team"
     params = {"training": FAST, "destination": str(tmp_path / "dest"), "workspace": uri}
     env = {"STORAGE_EMULATOR_HOST": proxy.url}
-    machine_a = start_on_machine(tmp_path / "machine-a", params, env)
-    killed = proxy.inject(Fault(action="call", method="POST", body_contains=b"cache-keys/freeze-",
-                                callback=lambda: threading.Timer(0.2, os.kill,
-                                                                 (machine_a.pid, signal.SIGKILL)).start()))
-    machine_a.communicate(timeout=600)
-    assert killed.hits == 1 and machine_a.returncode == -signal.SIGKILL
+    kill_machine_a_at(proxy, tmp_path, params, env, b"cache-keys/freeze-", after=0.2)
     keys = [blob.name for blob in bucket.list_blobs(prefix="team/cache-keys/")]
     assert any(name.startswith("team/cache-keys/freeze-") for name in keys)
     assert not any(name.startswith(("team/cache-keys/validate-", "team/cache-keys/upload-")) for name in keys)
